@@ -1,0 +1,1 @@
+"""Shared plumbing of the Discord for Jira services (no domain rules)."""

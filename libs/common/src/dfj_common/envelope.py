@@ -1,0 +1,167 @@
+"""CloudEvents 1.0 structured-JSON envelope for every message on the bus.
+
+Required attributes are ``specversion``, ``id``, ``source``, ``type``; we always add ``time``,
+``datacontenttype`` and ``data``, plus extension attributes (lower-case alphanumerics only, as
+the spec demands): ``tenant`` (the Jira site's clientKey or Forge installation), ``sessionkey``
+(the ordering key on the bus), ``schemaversion`` (per event type) and W3C trace context
+``traceparent``/``tracestate``. Unknown attributes are kept on decode and written back on
+encode, so a newer producer never breaks an older consumer.
+
+Ids are deterministic where the source gives us one (a Jira webhook identifier, a Discord
+interaction id, event id + subscription id), which is what lets the bus drop duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from dfj_common.errors import MalformedMessage
+
+__all__ = ["SPEC_VERSION", "Envelope", "deterministic_id"]
+
+SPEC_VERSION: Final = "1.0"
+_NAMESPACE: Final = uuid.UUID("6f1c4f3e-5d5b-4c1e-9a59-0d6e3b7f2a10")
+_KNOWN: Final = frozenset(
+    {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "datacontenttype",
+        "data",
+        "tenant",
+        "sessionkey",
+        "schemaversion",
+        "traceparent",
+        "tracestate",
+    }
+)
+
+
+def deterministic_id(*parts: str) -> str:
+    """A stable UUID (v5) from the parts that identify an event, e.g. webhook id + subscription."""
+    if not parts or any(not p for p in parts):
+        raise ValueError("deterministic_id needs at least one non-empty part")
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Envelope:
+    """One CloudEvent. ``data`` is plain JSON-able data owned by the event's type."""
+
+    id: str
+    source: str
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = None
+    tenant: str | None = None
+    session_key: str | None = None
+    schema_version: int = 1
+    traceparent: str | None = None
+    tracestate: str | None = None
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_trace(self, traceparent: str | None, tracestate: str | None = None) -> Envelope:
+        return replace(self, traceparent=traceparent, tracestate=tracestate)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.extensions)
+        out.update(
+            specversion=SPEC_VERSION,
+            id=self.id,
+            source=self.source,
+            type=self.type,
+            time=self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            datacontenttype="application/json",
+            schemaversion=self.schema_version,
+            data=dict(self.data),
+        )
+        for key, value in (
+            ("subject", self.subject),
+            ("tenant", self.tenant),
+            ("sessionkey", self.session_key),
+            ("traceparent", self.traceparent),
+            ("tracestate", self.tracestate),
+        ):
+            if value is not None:
+                out[key] = value
+        return out
+
+    def encode(self) -> bytes:
+        """Structured-mode JSON bytes (``application/cloudevents+json``)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Envelope:
+        """Parse and validate; anything off raises :class:`MalformedMessage` with a reason."""
+        try:
+            obj = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedMessage("envelope is not JSON", reason="EnvelopeNotJson") from exc
+        if not isinstance(obj, dict):
+            raise MalformedMessage("envelope is not a JSON object", reason="EnvelopeNotObject")
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Envelope:
+        if obj.get("specversion") != SPEC_VERSION:
+            raise MalformedMessage(
+                f"unsupported specversion {obj.get('specversion')!r}", reason="EnvelopeSpecVersion"
+            )
+        for key in ("id", "source", "type"):
+            if not isinstance(obj.get(key), str) or not obj[key]:
+                raise MalformedMessage(f"envelope lacks {key!r}", reason="EnvelopeMissingField")
+        data = obj.get("data", {})
+        if not isinstance(data, dict):
+            raise MalformedMessage("envelope data is not an object", reason="EnvelopeData")
+        schema_version = obj.get("schemaversion", 1)
+        if isinstance(schema_version, str) and schema_version.isdigit():
+            schema_version = int(schema_version)
+        if not isinstance(schema_version, int) or isinstance(schema_version, bool):
+            raise MalformedMessage("schemaversion is not an integer", reason="EnvelopeSchema")
+        try:
+            when = _parse_time(obj.get("time"))
+        except ValueError as exc:
+            raise MalformedMessage("envelope time is not RFC 3339", reason="EnvelopeTime") from exc
+        return cls(
+            id=obj["id"],
+            source=obj["source"],
+            type=obj["type"],
+            data=data,
+            time=when,
+            subject=_opt_str(obj, "subject"),
+            tenant=_opt_str(obj, "tenant"),
+            session_key=_opt_str(obj, "sessionkey"),
+            schema_version=schema_version,
+            traceparent=_opt_str(obj, "traceparent"),
+            tracestate=_opt_str(obj, "tracestate"),
+            extensions={k: v for k, v in obj.items() if k not in _KNOWN},
+        )
+
+
+def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise MalformedMessage(f"envelope {key!r} is not a string", reason="EnvelopeField")
+    return value
+
+
+def _parse_time(value: Any) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if not isinstance(value, str):
+        raise ValueError("time must be a string")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed

@@ -1,0 +1,1 @@
+"""Simulators of Jira Cloud and Discord that speak the real protocols."""
