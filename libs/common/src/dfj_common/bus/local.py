@@ -1,0 +1,726 @@
+"""The embedded bus: one SQLite file (WAL) shared by every process on one machine.
+
+How it keeps the contract of :mod:`dfj_common.bus.base`:
+
+- **Durability.** Every publish and settlement is a committed SQLite transaction before its
+  ``await`` returns, so a killed process loses nothing it was told had happened.
+- **Group commit.** All of a process's writes (publishes, claims, settlements) go through one
+  queue served by one database thread: whatever arrived while the previous transaction ran is
+  written in the next single transaction. A burst of N concurrent publishes costs a few
+  commits, not N, without adding a timer-based delay to a lone message.
+- **Peek-lock.** ``available_at`` folds visibility and lock into one column. Claiming a message
+  sets it to now + lock duration and a fresh ``lock_token``; settling checks the token, so a
+  consumer whose lock expired (and whose message went to another) gets ``LockLost``.
+- **Sessions.** On a session queue only the head (lowest sequence) of each session can be
+  claimed, and only while nothing else of that session is in flight or waiting to be retried.
+  That is FIFO per session with one consumer per session at a time, across processes.
+- **Waking consumers.** Receivers register an abstract Unix datagram socket in ``listeners``;
+  after a commit that made messages available, the publishing process sends each listener of
+  that queue one byte. Receivers also poll at ``poll_interval`` (and at the next scheduled
+  time), which covers expired locks of crashed consumers and lost wake-ups.
+- **Contention.** ``busy_timeout`` is 0 and ``BEGIN IMMEDIATE`` is retried here with
+  sub-millisecond sleeps: SQLite's own busy handler sleeps in whole milliseconds, which would
+  dominate latency when two processes write all the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from dfj_common.bus import _local_schema as schema
+from dfj_common.bus.base import (
+    MAX_DELIVERY_REASON,
+    Bus,
+    DeadLetter,
+    Delivery,
+    OutgoingMessage,
+    QueueStats,
+    Receiver,
+)
+from dfj_common.bus.topology import TOPOLOGY, QueueSpec, Topology
+from dfj_common.clock import Clock, SystemClock
+from dfj_common.errors import BusError, LockLost
+
+__all__ = ["LocalBus"]
+
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection, float], Any]
+
+_BEGIN_RETRY_LIMIT: Final = 30.0  # seconds a writer waits for the file's write lock
+_LISTENER_TTL: Final = 1.0  # seconds a process trusts its cached list of listeners
+_DEDUPE_PURGE_EVERY: Final = 60.0
+
+
+@dataclass
+class _Pending:
+    op: Op
+    future: asyncio.Future[Any]
+    wakes: str | None  # queue whose listeners to wake after commit
+
+
+class LocalBus(Bus):
+    """The embedded SQLite bus. Open with ``await LocalBus.open(path)``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        topology: Topology = TOPOLOGY,
+        clock: Clock | None = None,
+        synchronous: str = "normal",
+        poll_interval: float = 0.5,
+    ) -> None:
+        self._path = Path(path)
+        self._topology = topology
+        self._clock = clock or SystemClock()
+        self._synchronous = synchronous.upper()
+        if self._synchronous not in {"OFF", "NORMAL", "FULL"}:
+            raise ValueError(f"synchronous must be off, normal or full, not {synchronous!r}")
+        self.poll_interval = poll_interval
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfj-bus")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self._listeners: dict[str, tuple[float, list[str]]] = {}
+        self._notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._notify_sock.setblocking(False)
+        self._last_purge = 0.0
+        self._receivers: set[LocalReceiver] = set()
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        topology: Topology = TOPOLOGY,
+        clock: Clock | None = None,
+        synchronous: str = "normal",
+        poll_interval: float = 0.5,
+    ) -> LocalBus:
+        bus = cls(
+            path,
+            topology=topology,
+            clock=clock,
+            synchronous=synchronous,
+            poll_interval=poll_interval,
+        )
+        await bus._call(bus._connect)
+        return bus
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def spec(self, queue: str) -> QueueSpec:
+        try:
+            return self._topology[queue]
+        except KeyError:
+            raise ValueError(f"unknown queue {queue!r}; known: {', '.join(self._topology)}") from None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def _connect(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self._path, timeout=0, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA busy_timeout=0")
+        self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA journal_size_limit=67108864")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < schema.SCHEMA_VERSION:
+            self._begin(conn)
+            for statement in schema.SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={schema.SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        self._conn = conn
+
+    @staticmethod
+    def _retry_locked(fn: Callable[[], T]) -> T:
+        deadline = time.monotonic() + _BEGIN_RETRY_LIMIT
+        pause = 0.00005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise BusError(f"bus file stayed locked for {_BEGIN_RETRY_LIMIT:.0f}s") from exc
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        self._retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        if self._closed and self._conn is not None:
+            raise BusError("the bus is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
+
+    async def _write(self, op: Op, *, wakes: str | None = None) -> Any:
+        """Queue ``op`` for the next group-committed transaction and wait for its result."""
+        if self._closed:
+            raise BusError("the bus is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Pending(op, future, wakes))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush_loop())
+        return await future
+
+    async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_batch, batch)
+            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of the failure
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(
+                            exc if isinstance(exc, Exception) else BusError(str(exc))
+                        )
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            woken: set[str] = set()
+            for item, (ok, value) in zip(batch, results, strict=True):
+                if item.future.done():
+                    continue
+                if ok:
+                    item.future.set_result(value)
+                    if item.wakes is not None and value:
+                        woken.add(item.wakes)
+                else:
+                    item.future.set_exception(value)
+            for queue in woken:
+                self._wake(queue)
+
+    def _run_batch(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
+        conn = self._require_conn()
+        now = self._clock.now()
+        self._begin(conn)
+        results: list[tuple[bool, Any]] = []
+        try:
+            for item in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, item.op(conn, now)))
+                    conn.execute("RELEASE op")
+                except (LockLost, ValueError, sqlite3.IntegrityError) as exc:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, exc))
+            if now - self._last_purge > _DEDUPE_PURGE_EVERY:
+                conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (now,))
+                self._last_purge = now
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _require_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BusError("the bus is not open")
+        return self._conn
+
+    # -- waking receivers ----------------------------------------------------------------------
+
+    def _wake(self, queue: str) -> None:
+        cached = self._listeners.get(queue)
+        now = time.monotonic()
+        if cached is None or now - cached[0] > _LISTENER_TTL:
+            self._refresh_listeners_soon(queue)
+            if cached is None:
+                return
+        stale: list[str] = []
+        for address in cached[1]:
+            try:
+                self._notify_sock.sendto(b"\x01", "\0" + address)
+            except BlockingIOError:
+                pass  # its buffer is full: it has wake-ups pending already
+            except OSError as exc:
+                if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                    stale.append(address)
+        if stale:
+            cached[1][:] = [a for a in cached[1] if a not in stale]
+
+    def _refresh_listeners_soon(self, queue: str) -> None:
+        async def refresh() -> None:
+            rows = await self._call(
+                lambda: self._require_conn()
+                .execute("SELECT address FROM listeners WHERE queue = ?", (queue,))
+                .fetchall()
+            )
+            first = queue not in self._listeners
+            self._listeners[queue] = (time.monotonic(), [r[0] for r in rows])
+            if first:
+                self._wake(queue)
+
+        if not self._closed:
+            task = asyncio.get_running_loop().create_task(refresh())
+            self._listeners.setdefault(queue, (time.monotonic(), []))
+            task.add_done_callback(_log_task_failure)
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    async def publish(self, queue: str, message: OutgoingMessage) -> None:
+        await self.publish_batch(queue, [message])
+
+    async def publish_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
+        spec = self.spec(queue)
+        for message in messages:
+            _check_session(spec, message)
+        if messages:
+            await self._write(lambda c, now: self._insert(c, now, spec, messages, now), wakes=queue)
+
+    async def schedule(self, queue: str, message: OutgoingMessage, *, at: float) -> None:
+        spec = self.spec(queue)
+        _check_session(spec, message)
+        await self._write(lambda c, now: self._insert(c, now, spec, [message], at), wakes=queue)
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection,
+        now: float,
+        spec: QueueSpec,
+        messages: Sequence[OutgoingMessage],
+        available_at: float,
+    ) -> int:
+        inserted = 0
+        for m in messages:
+            if spec.duplicate_window > 0:
+                cur = conn.execute(
+                    "INSERT INTO dedupe (queue, message_id, expires_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = excluded.expires_at "
+                    "WHERE dedupe.expires_at <= ?",
+                    (spec.name, m.message_id, now + spec.duplicate_window, now),
+                )
+                if cur.rowcount == 0:
+                    continue  # seen within the window: drop, as Service Bus does
+            conn.execute(
+                "INSERT INTO messages (queue, message_id, session_id, body, properties,"
+                " content_type, enqueued_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    m.message_id,
+                    m.session_id,
+                    m.body,
+                    json.dumps(dict(m.properties), separators=(",", ":")),
+                    m.content_type,
+                    now,
+                    available_at,
+                ),
+            )
+            inserted += 1
+        return inserted if available_at <= now else 0
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def receiver(self, queue: str) -> LocalReceiver:
+        receiver = LocalReceiver(self, self.spec(queue))
+        self._receivers.add(receiver)
+        return receiver
+
+    def _claim(
+        self, conn: sqlite3.Connection, now: float, spec: QueueSpec, limit: int
+    ) -> list[LocalDelivery]:
+        token = secrets.token_hex(8)
+        if spec.sessions:
+            candidates = (
+                "SELECT m.seq FROM messages m WHERE m.queue = :q AND m.state = 0"
+                " AND m.available_at <= :now AND m.seq = (SELECT MIN(h.seq) FROM messages h"
+                " WHERE h.queue = m.queue AND h.session_id = m.session_id AND h.state = 0)"
+                " ORDER BY m.seq LIMIT :n"
+            )
+        else:
+            candidates = (
+                "SELECT seq FROM messages WHERE queue = :q AND state = 0 AND available_at <= :now"
+                " ORDER BY seq LIMIT :n"
+            )
+        rows = conn.execute(
+            "UPDATE messages SET available_at = :lock, lock_token = :tok,"
+            " delivery_count = delivery_count + 1"
+            f" WHERE seq IN ({candidates})"
+            " RETURNING seq, message_id, session_id, body, properties, delivery_count, enqueued_at",
+            {"q": spec.name, "now": now, "n": limit, "lock": now + spec.lock_duration, "tok": token},
+        ).fetchall()
+        deliveries = []
+        for seq, message_id, session_id, body, props, count, enqueued_at in sorted(rows):
+            if count > spec.max_deliveries:
+                conn.execute(
+                    "UPDATE messages SET state = 1, lock_token = NULL, dl_reason = ?,"
+                    " dl_description = ?, dl_at = ?, delivery_count = ? WHERE seq = ?",
+                    (
+                        MAX_DELIVERY_REASON,
+                        f"delivered {count - 1} times without being completed",
+                        now,
+                        count - 1,
+                        seq,
+                    ),
+                )
+                continue
+            deliveries.append(
+                LocalDelivery(
+                    self,
+                    spec,
+                    seq=seq,
+                    token=token,
+                    message_id=message_id,
+                    session_id=session_id,
+                    body=body,
+                    properties=json.loads(props),
+                    delivery_count=count,
+                    enqueued_at=enqueued_at,
+                )
+            )
+        return deliveries
+
+    def _next_due(self, conn: sqlite3.Connection, spec: QueueSpec) -> float | None:
+        row = conn.execute(
+            "SELECT MIN(available_at) FROM messages WHERE queue = ? AND state = 0", (spec.name,)
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    # -- settlement ops (run inside a group-committed transaction) ---------------------------------
+
+    @staticmethod
+    def _settle(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], what: str) -> None:
+        if conn.execute(sql, params).rowcount != 1:
+            raise LockLost(f"lock on message {what} is gone")
+
+    # -- operator tools ----------------------------------------------------------------------
+
+    async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:
+        spec = self.spec(queue)
+
+        def read() -> list[DeadLetter]:
+            rows = (
+                self._require_conn()
+                .execute(
+                    "SELECT seq, message_id, session_id, body, properties, delivery_count,"
+                    " dl_reason, dl_description, enqueued_at, dl_at FROM messages"
+                    " WHERE queue = ? AND state = 1 ORDER BY seq LIMIT ?",
+                    (spec.name, limit),
+                )
+                .fetchall()
+            )
+            return [
+                DeadLetter(
+                    queue=spec.name,
+                    sequence=r[0],
+                    message_id=r[1],
+                    session_id=r[2],
+                    body=r[3],
+                    properties=json.loads(r[4]),
+                    delivery_count=r[5],
+                    reason=r[6] or "",
+                    description=r[7] or "",
+                    enqueued_at=r[8],
+                    dead_lettered_at=r[9],
+                )
+                for r in rows
+            ]
+
+        return await self._call(read)
+
+    async def replay(self, queue: str, *, message_ids: Sequence[str] | None = None) -> int:
+        spec = self.spec(queue)
+        ids = list(message_ids) if message_ids is not None else None
+
+        def op(conn: sqlite3.Connection, now: float) -> int:
+            sql = (
+                "UPDATE messages SET state = 0, available_at = ?, delivery_count = 0,"
+                " lock_token = NULL, dl_reason = NULL, dl_description = NULL, dl_at = NULL"
+                " WHERE queue = ? AND state = 1"
+            )
+            params: list[Any] = [now, spec.name]
+            if ids is not None:
+                if not ids:
+                    return 0
+                sql += f" AND message_id IN ({','.join('?' * len(ids))})"
+                params.extend(ids)
+            return int(conn.execute(sql, params).rowcount)
+
+        return int(await self._write(op, wakes=queue))
+
+    async def stats(self) -> list[QueueStats]:
+        def read() -> list[QueueStats]:
+            now = self._clock.now()
+            conn = self._require_conn()
+            out = []
+            for name in self._topology:
+                r = conn.execute(
+                    "SELECT"
+                    " COALESCE(SUM(state = 0 AND lock_token IS NULL AND available_at <= :now), 0),"
+                    " COALESCE(SUM(state = 0 AND lock_token IS NULL AND available_at > :now), 0),"
+                    " COALESCE(SUM(state = 0 AND lock_token IS NOT NULL AND available_at > :now),"
+                    " 0),"
+                    " COALESCE(SUM(state = 1), 0),"
+                    " MIN(CASE WHEN state = 0 THEN enqueued_at END)"
+                    " FROM messages WHERE queue = :q",
+                    {"now": now, "q": name},
+                ).fetchone()
+                expired_locks = conn.execute(
+                    "SELECT COUNT(*) FROM messages WHERE queue = ? AND state = 0"
+                    " AND lock_token IS NOT NULL AND available_at <= ?",
+                    (name, now),
+                ).fetchone()[0]
+                out.append(
+                    QueueStats(
+                        queue=name,
+                        active=int(r[0]) + int(expired_locks),
+                        scheduled=int(r[1]),
+                        locked=int(r[2]),
+                        dead_lettered=int(r[3]),
+                        oldest_enqueued_at=r[4],
+                    )
+                )
+            return out
+
+        return await self._call(read)
+
+    async def ping(self) -> None:
+        await self._call(lambda: self._require_conn().execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        for receiver in list(self._receivers):
+            await receiver.close()
+        while self._flusher is not None and not self._flusher.done():
+            await self._flusher
+        self._closed = True
+        conn = self._conn
+        if conn is not None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+        self._notify_sock.close()
+
+
+def _check_session(spec: QueueSpec, message: OutgoingMessage) -> None:
+    if spec.sessions and message.session_id is None:
+        raise ValueError(f"queue {spec.name} is ordered by session: the message needs a session_id")
+    if not spec.sessions and message.session_id is not None:
+        raise ValueError(f"queue {spec.name} has no sessions: drop the message's session_id")
+
+
+def _log_task_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        import logging
+
+        logging.getLogger(__name__).warning("listener refresh failed: %s", task.exception())
+
+
+class LocalDelivery(Delivery):
+    """A message claimed from the local bus."""
+
+    def __init__(
+        self,
+        bus: LocalBus,
+        spec: QueueSpec,
+        *,
+        seq: int,
+        token: str,
+        message_id: str,
+        session_id: str | None,
+        body: bytes,
+        properties: dict[str, str],
+        delivery_count: int,
+        enqueued_at: float,
+    ) -> None:
+        super().__init__()
+        self._bus = bus
+        self._spec = spec
+        self._seq = seq
+        self._token = token
+        self.queue = spec.name
+        self.message_id = message_id
+        self.session_id = session_id
+        self.body = body
+        self.properties = properties
+        self.delivery_count = delivery_count
+        self.enqueued_at = enqueued_at
+        self.max_deliveries = spec.max_deliveries
+
+    @property
+    def sequence(self) -> int:
+        return self._seq
+
+    async def _settle(self, sql: str, params: tuple[Any, ...], *, wakes: bool) -> None:
+        self._mark_settled()
+        where = " WHERE seq = ? AND lock_token = ? AND state = 0"
+        args = (*params, self._seq, self._token)
+
+        def op(conn: sqlite3.Connection, _now: float) -> bool:
+            LocalBus._settle(conn, sql + where, args, self.message_id)
+            return True
+
+        await self._bus._write(op, wakes=self.queue if wakes else None)
+
+    async def complete(self) -> None:
+        await self._settle("DELETE FROM messages", (), wakes=self._spec.sessions)
+
+    async def retry(self, delay: float, *, reason: str = "") -> None:
+        if self.delivery_count >= self.max_deliveries:
+            description = f"retries used up after {self.delivery_count} deliveries"
+            if reason:
+                description += f"; last error: {reason}"
+            await self.dead_letter(MAX_DELIVERY_REASON, description)
+            return
+        at = self._bus._clock.now() + max(delay, 0.0)
+        await self._settle(
+            "UPDATE messages SET available_at = ?, lock_token = NULL, dl_description = ?",
+            (at, reason[:500] or None),
+            wakes=delay <= 0,
+        )
+
+    async def dead_letter(self, reason: str, description: str = "") -> None:
+        now = self._bus._clock.now()
+        await self._settle(
+            "UPDATE messages SET state = 1, lock_token = NULL, dl_reason = ?, dl_description = ?,"
+            " dl_at = ?",
+            (reason[:200], description[:2000], now),
+            wakes=self._spec.sessions,
+        )
+
+    async def release(self) -> None:
+        now = self._bus._clock.now()
+        await self._settle(
+            "UPDATE messages SET available_at = ?, lock_token = NULL", (now,), wakes=True
+        )
+
+    async def renew_lock(self) -> None:
+        if self.settled:
+            raise LockLost(f"message {self.message_id} is already settled")
+        spec = self._spec
+
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            LocalBus._settle(
+                conn,
+                "UPDATE messages SET available_at = ? WHERE seq = ? AND lock_token = ?"
+                " AND state = 0",
+                (now + spec.lock_duration, self._seq, self._token),
+                self.message_id,
+            )
+
+        await self._bus._write(op)
+
+
+class LocalReceiver(Receiver):
+    """Claims messages of one queue; woken by datagrams from publishers, or by polling."""
+
+    def __init__(self, bus: LocalBus, spec: QueueSpec) -> None:
+        self._bus = bus
+        self._spec = spec
+        self._sock: socket.socket | None = None
+        self._address = f"dfj-bus-{os.getpid()}-{secrets.token_hex(6)}"
+        self._wakeup = asyncio.Event()
+        self._registered = False
+        self._closed = False
+
+    async def _register(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind("\0" + self._address)
+        self._sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._on_readable)
+        spec, address = self._spec, self._address
+
+        def op(conn: sqlite3.Connection, now: float) -> None:
+            # Forget listeners of processes that are gone (a SIGKILLed consumer never says bye).
+            for queue, addr, pid in conn.execute("SELECT queue, address, pid FROM listeners"):
+                if not _alive(pid):
+                    conn.execute(
+                        "DELETE FROM listeners WHERE queue = ? AND address = ?", (queue, addr)
+                    )
+            conn.execute(
+                "INSERT OR REPLACE INTO listeners (queue, address, pid, registered)"
+                " VALUES (?, ?, ?, ?)",
+                (spec.name, address, os.getpid(), now),
+            )
+
+        await self._bus._write(op)
+        self._registered = True
+
+    def _on_readable(self) -> None:
+        assert self._sock is not None
+        with contextlib.suppress(BlockingIOError, OSError):
+            while True:
+                self._sock.recv(64)
+        self._wakeup.set()
+
+    async def receive(self, max_messages: int, *, timeout: float) -> list[Delivery]:
+        if self._closed:
+            raise BusError("receiver is closed")
+        if max_messages < 1:
+            return []
+        if not self._registered:
+            await self._register()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        spec = self._spec
+        while True:
+            self._wakeup.clear()
+            got: list[LocalDelivery] = await self._bus._write(
+                lambda c, now: self._bus._claim(c, now, spec, max_messages)
+            )
+            if got:
+                return list(got)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            wait = min(remaining, self._bus.poll_interval)
+            due = await self._bus._call(lambda: self._bus._next_due(self._bus._require_conn(), spec))
+            if due is not None:
+                wait = min(wait, max(due - self._bus._clock.now(), 0.0) + 0.001)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._bus._receivers.discard(self)
+        if self._sock is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._sock.close()
+        if self._registered and not self._bus._closed:
+            spec, address = self._spec, self._address
+            await self._bus._write(
+                lambda c, _n: c.execute(
+                    "DELETE FROM listeners WHERE queue = ? AND address = ?", (spec.name, address)
+                ).rowcount
+            )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
