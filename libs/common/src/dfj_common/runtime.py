@@ -1,0 +1,320 @@
+"""The worker runtime: consume a queue, dispatch by event type, settle every message explicitly.
+
+Error policy, applied to whatever a handler raises:
+
+==========================  ==============================================================
+handler outcome             settlement
+==========================  ==============================================================
+returns                     ``complete``
+``RateLimited``             ``retry`` after the peer's ``retry_after``
+``TransientError``          ``retry`` after exponential back-off with jitter
+``PermanentError``          ``dead_letter`` with the error's ``reason``
+undecodable / no handler    ``dead_letter`` (``MalformedMessage`` reasons, ``NoHandler``)
+any other exception         ``retry`` with back-off (a bug may be fixed by a deploy); after
+                            ``max_deliveries`` the bus dead-letters it
+cancelled by drain          ``release`` so another replica takes it at once
+==========================  ==============================================================
+
+Long handlers keep their lock: a renewal task extends it every third of the lock duration.
+On SIGTERM the worker stops receiving, lets in-flight handlers finish within the grace period,
+then cancels and releases the rest — nothing is lost and nothing waits for a lock to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+from opentelemetry import metrics
+
+from dfj_common.bus.base import Bus, Delivery
+from dfj_common.bus.topology import QueueSpec
+from dfj_common.clock import Clock, SystemClock
+from dfj_common.envelope import Envelope
+from dfj_common.errors import (
+    LockLost,
+    MalformedMessage,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from dfj_common.retry import ExponentialBackOff
+
+__all__ = ["Handler", "HandlerContext", "HandlerTable", "Worker", "WorkerStats"]
+
+_log: Final = structlog.get_logger("dfj.runtime")
+NO_HANDLER: Final = "NoHandler"
+
+
+@dataclass(frozen=True, kw_only=True)
+class HandlerContext:
+    """What a handler may know about the delivery it is handling."""
+
+    queue: str
+    message_id: str
+    delivery_count: int
+    max_deliveries: int
+    enqueued_at: float
+
+    @property
+    def last_attempt(self) -> bool:
+        return self.delivery_count >= self.max_deliveries
+
+
+Handler = Callable[[Envelope, HandlerContext], Awaitable[None]]
+HandlerTable = Mapping[str, Handler]
+SpanFactory = Callable[[Envelope, str], contextlib.AbstractContextManager[Any]]
+
+
+@dataclass
+class WorkerStats:
+    """Counters kept in process, for readiness, tests and the canonical log line."""
+
+    received: int = 0
+    completed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    failed: int = 0
+    released: int = 0
+    lock_lost: int = 0
+    in_flight: int = 0
+    last_receive_ok: float | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class _Instruments:
+    def __init__(self, meter: metrics.Meter, queue: str) -> None:
+        self.attrs = {"queue": queue}
+        self.processed = meter.create_counter("dfj.messages.processed", description="completed")
+        self.failed = meter.create_counter("dfj.messages.failed", description="handler errors")
+        self.dead = meter.create_counter("dfj.messages.dead_lettered")
+        self.latency = meter.create_histogram("dfj.handler.duration", unit="s")
+        self.lag = meter.create_histogram(
+            "dfj.queue.lag", unit="s", description="enqueue → receive"
+        )
+
+
+class Worker:
+    """Consumes one queue with bounded concurrency and a handler table keyed by event type."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        spec: QueueSpec,
+        handlers: HandlerTable,
+        *,
+        concurrency: int = 16,
+        backoff: ExponentialBackOff | None = None,
+        grace: float = 25.0,
+        clock: Clock | None = None,
+        meter: metrics.Meter | None = None,
+        span_factory: SpanFactory | None = None,
+        receive_timeout: float = 1.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._bus = bus
+        self._spec = spec
+        self._handlers = dict(handlers)
+        self._concurrency = concurrency
+        self._backoff = backoff or ExponentialBackOff(base=2.0, maximum=300.0)
+        self._grace = grace
+        self._clock = clock or SystemClock()
+        self._instruments = _Instruments(
+            meter or metrics.get_meter_provider().get_meter("dfj.runtime"), spec.name
+        )
+        self._span_factory = span_factory
+        self._receive_timeout = receive_timeout
+        self._tasks: dict[asyncio.Task[None], Delivery] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self.stats = WorkerStats()
+
+    @property
+    def queue(self) -> str:
+        return self._spec.name
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Receive and handle until ``stop`` is set, then drain."""
+        receiver = self._bus.receiver(self._spec.name)
+        try:
+            while not stop.is_set():
+                free = self._concurrency - len(self._tasks)
+                if free <= 0:
+                    await self._wait_for_slot(stop)
+                    continue
+                receiving = asyncio.ensure_future(
+                    receiver.receive(free, timeout=self._receive_timeout)
+                )
+                stopping = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait(
+                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                stopping.cancel()
+                try:
+                    deliveries = await receiving
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the bus may blip; keep the loop alive
+                    _log.warning("receive failed", queue=self.queue, error=type(exc).__name__)
+                    await _sleep_or_stop(stop, 1.0)
+                    continue
+                self.stats.last_receive_ok = self._clock.now()
+                for delivery in deliveries:
+                    self._start(delivery)
+                if stop.is_set():
+                    break
+        finally:
+            await self._drain()
+            await receiver.close()
+
+    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({stopping, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+
+    def _start(self, delivery: Delivery) -> None:
+        self.stats.received += 1
+        self.stats.in_flight += 1
+        self._instruments.lag.record(
+            max(self._clock.now() - delivery.enqueued_at, 0.0), self._instruments.attrs
+        )
+        task = asyncio.get_running_loop().create_task(self._handle(delivery))
+        self._tasks[task] = delivery
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        self.stats.in_flight -= 1
+
+    async def _drain(self) -> None:
+        if not self._tasks:
+            return
+        _log.info("draining", queue=self.queue, in_flight=len(self._tasks), grace=self._grace)
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self._grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    async def _handle(self, delivery: Delivery) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            queue=self.queue,
+            message_id=delivery.message_id,
+            delivery_count=delivery.delivery_count,
+        )
+        renewer = asyncio.get_running_loop().create_task(self._renew(delivery))
+        started = time.perf_counter()
+        try:
+            await self._dispatch(delivery)
+        except asyncio.CancelledError:
+            if not delivery.settled:
+                await self._settle_quietly(delivery.release(), "released")
+                self.stats.released += 1
+            raise
+        finally:
+            renewer.cancel()
+            self._instruments.latency.record(time.perf_counter() - started, self._instruments.attrs)
+            structlog.contextvars.clear_contextvars()
+
+    async def _dispatch(self, delivery: Delivery) -> None:
+        try:
+            envelope = Envelope.decode(delivery.body)
+        except MalformedMessage as exc:
+            await self._dead_letter(delivery, exc.reason, str(exc))
+            return
+        structlog.contextvars.bind_contextvars(
+            event_id=envelope.id, event_type=envelope.type, tenant=envelope.tenant
+        )
+        handler = self._handlers.get(envelope.type)
+        if handler is None:
+            await self._dead_letter(
+                delivery, NO_HANDLER, f"{self.queue} has no handler for type {envelope.type!r}"
+            )
+            return
+        context = HandlerContext(
+            queue=self.queue,
+            message_id=delivery.message_id,
+            delivery_count=delivery.delivery_count,
+            max_deliveries=delivery.max_deliveries,
+            enqueued_at=delivery.enqueued_at,
+        )
+        span = (
+            self._span_factory(envelope, self.queue)
+            if self._span_factory is not None
+            else contextlib.nullcontext()
+        )
+        try:
+            with span:
+                await handler(envelope, context)
+        except asyncio.CancelledError:
+            raise
+        except PermanentError as exc:
+            await self._dead_letter(delivery, exc.reason, str(exc))
+        except RateLimited as exc:
+            await self._retry(delivery, max(exc.retry_after, 0.0), exc)
+        except TransientError as exc:
+            await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
+        except Exception as exc:  # noqa: BLE001 - unknown failures are retried, then dead-lettered
+            _log.exception("handler crashed", error=type(exc).__name__)
+            await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
+        else:
+            if await self._settle_quietly(delivery.complete(), "completed"):
+                self.stats.completed += 1
+                self._instruments.processed.add(1, self._instruments.attrs)
+
+    async def _retry(self, delivery: Delivery, delay: float, exc: BaseException) -> None:
+        self.stats.failed += 1
+        self._instruments.failed.add(1, self._instruments.attrs)
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        if delivery.deliveries_left <= 0:
+            await self._dead_letter(delivery, "MaxDeliveryCountExceeded", reason)
+            return
+        _log.warning("handler failed; retrying", delay=round(delay, 3), error=type(exc).__name__)
+        if await self._settle_quietly(delivery.retry(delay, reason=reason), "retried"):
+            self.stats.retried += 1
+
+    async def _dead_letter(self, delivery: Delivery, reason: str, description: str) -> None:
+        _log.warning("dead-lettering", reason=reason)
+        if await self._settle_quietly(delivery.dead_letter(reason, description), "dead_lettered"):
+            self.stats.dead_lettered += 1
+            self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+            self._instruments.dead.add(1, {**self._instruments.attrs, "reason": reason})
+
+    async def _settle_quietly(self, settlement: Awaitable[None], outcome: str) -> bool:
+        try:
+            await settlement
+        except LockLost:
+            # Another consumer has it now (our lock expired); its outcome counts, not ours.
+            self.stats.lock_lost += 1
+            _log.warning("lock lost before settling", outcome=outcome)
+            return False
+        except TransientError:
+            _log.warning("settlement failed; the lock will expire", outcome=outcome)
+            return False
+        _log.debug("settled", outcome=outcome)
+        return True
+
+    async def _renew(self, delivery: Delivery) -> None:
+        period = self._spec.lock_duration / 3
+        while True:
+            await asyncio.sleep(period)
+            if delivery.settled:
+                return
+            try:
+                await delivery.renew_lock()
+            except LockLost:
+                _log.warning("lock lost during handling")
+                return
+            except Exception as exc:  # noqa: BLE001 - try again next period
+                _log.warning("lock renewal failed", error=type(exc).__name__)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,114 @@
+"""Process lifecycle shared by the workers: signals, the health server, running and draining.
+
+Each worker service builds a :class:`WorkerService` in its own composition root (its
+``bootstrap`` module) and hands it to :func:`serve`, which runs until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from opentelemetry import metrics
+
+from dfj_common.bus import TOPOLOGY, Bus, Topology, open_bus
+from dfj_common.config import Settings
+from dfj_common.health import Check, HealthServer
+from dfj_common.runtime import HandlerTable, Worker
+
+__all__ = ["WorkerService", "build_worker_service", "install_stop_signals", "serve"]
+
+_log: Final = structlog.get_logger("dfj.service")
+
+
+@dataclass(kw_only=True)
+class WorkerService:
+    """Everything one worker process runs: its consumers, probes and what to close after."""
+
+    name: str
+    host: str
+    port: int
+    workers: Sequence[Worker]
+    checks: Mapping[str, Check]
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM (Container Apps, ``make run``) and SIGINT (Ctrl-C) set ``stop``."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def serve(
+    service: WorkerService,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Run the health server and every worker until ``stop``; then drain and close."""
+    health = HealthServer(
+        service=service.name, host=service.host, port=service.port, checks=service.checks
+    )
+    await health.start()
+    _log.info(
+        "started", service=service.name, port=health.port, queues=[w.queue for w in service.workers]
+    )
+    if on_ready is not None:
+        on_ready(health.port)
+    try:
+        await asyncio.gather(*(w.run(stop) for w in service.workers))
+    finally:
+        await health.close()
+        for close in reversed(service.closers):
+            try:
+                await close()
+            except Exception as exc:  # noqa: BLE001 - close everything even if one fails
+                _log.warning("close failed", error=type(exc).__name__)
+        _log.info("stopped", service=service.name)
+
+
+async def build_worker_service(
+    *,
+    name: str,
+    settings: Settings,
+    port: int,
+    tables: Mapping[str, HandlerTable],
+    bus: Bus | None = None,
+    extra_checks: Mapping[str, Check] | None = None,
+    closers: Sequence[Callable[[], Awaitable[None]]] = (),
+    topology: Topology = TOPOLOGY,
+    meter: metrics.Meter | None = None,
+) -> WorkerService:
+    """The common shape of a worker: one :class:`Worker` per consumed queue, plus probes.
+
+    ``tables`` maps each queue the service consumes to its handler table; a bus is opened from
+    the settings unless one is given (tests pass theirs and close it themselves).
+    """
+    owned: list[Callable[[], Awaitable[None]]] = list(closers)
+    if bus is None:
+        bus = await open_bus(settings, topology=topology)
+        owned.append(bus.close)
+    workers = [
+        Worker(
+            bus,
+            topology[queue],
+            table,
+            concurrency=settings.worker_concurrency,
+            grace=settings.drain_grace_seconds,
+            meter=meter,
+        )
+        for queue, table in tables.items()
+    ]
+    checks: dict[str, Check] = {"bus": bus.ping}
+    checks.update(extra_checks or {})
+    return WorkerService(
+        name=name, host=settings.bind_host, port=port, workers=workers, checks=checks, closers=owned
+    )

@@ -1,0 +1,1 @@
+"""discord-worker: the only caller of Discord REST."""

@@ -1,0 +1,21 @@
+"""``python -m dfj_discord_worker``: run discord-worker until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from dfj_common.config import Settings
+from dfj_common.service import install_stop_signals, serve
+
+from dfj_discord_worker.bootstrap import SERVICE, bootstrap
+
+
+async def main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await serve(await bootstrap(settings), stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Settings.from_env(os.environ)))

@@ -1,0 +1,1 @@
+"""gateway: the only HTTP ingress — verify, normalise, publish, answer fast."""

@@ -1,0 +1,29 @@
+"""``python -m dfj_gateway``: serve the gateway until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from aiohttp import web
+from dfj_common.config import Settings
+from dfj_common.service import install_stop_signals
+
+from dfj_gateway.app import create_app
+
+
+async def main(settings: Settings) -> None:
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.bind_host, settings.gateway_port)
+    await site.start()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Settings.from_env(os.environ)))

@@ -1,0 +1,1 @@
+"""jira-worker: the only caller of Jira REST."""

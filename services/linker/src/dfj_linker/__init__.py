@@ -1,0 +1,1 @@
+"""linker: account linking and privacy."""

@@ -1,0 +1,18 @@
+"""Composition root of linker: builds everything from settings; tests call it with their own bus."""
+
+from __future__ import annotations
+
+from dfj_common.bus import Bus
+from dfj_common.config import Settings
+from dfj_common.service import WorkerService, build_worker_service
+
+from dfj_linker.handlers import TABLES
+
+SERVICE = "linker"
+
+
+async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> WorkerService:
+    """The linker process: its queue consumers and probes."""
+    return await build_worker_service(
+        name=SERVICE, settings=settings, port=settings.linker_port, tables=TABLES, bus=bus
+    )
