@@ -1,0 +1,81 @@
+"""The CloudEvents envelope round-trips, tolerates unknown fields and rejects garbage clearly."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from dfj_common.envelope import Envelope, deterministic_id
+from dfj_common.errors import MalformedMessage
+
+
+def sample() -> Envelope:
+    return Envelope(
+        id=deterministic_id("webhook-123", "sub-9"),
+        source="/jira/site-1",
+        type="jira.issue.updated",
+        data={"issueId": "10001"},
+        time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        tenant="client-key-1",
+        session_key="client-key-1:10001",
+        schema_version=2,
+        traceparent="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+
+
+def test_round_trip_keeps_every_attribute() -> None:
+    """encode() then decode() gives back an equal envelope."""
+    env = sample()
+    assert Envelope.decode(env.encode()) == env
+
+
+def test_structured_json_has_cloudevents_attributes() -> None:
+    """The wire form is CloudEvents 1.0 with lower-case extension names."""
+    obj = json.loads(sample().encode())
+    assert obj["specversion"] == "1.0"
+    assert obj["datacontenttype"] == "application/json"
+    assert obj["time"] == "2026-01-02T03:04:05Z"
+    assert obj["sessionkey"] == "client-key-1:10001"
+    assert obj["schemaversion"] == 2
+    assert all(k.isalnum() and k.islower() for k in obj)
+
+
+def test_unknown_attributes_survive_a_round_trip() -> None:
+    """A newer producer's extra attributes are kept, not dropped or rejected."""
+    obj = json.loads(sample().encode())
+    obj["futureflag"] = "yes"
+    env = Envelope.decode(json.dumps(obj))
+    assert env.extensions == {"futureflag": "yes"}
+    assert json.loads(env.encode())["futureflag"] == "yes"
+
+
+def test_deterministic_ids_are_stable_and_distinct() -> None:
+    """The same parts give the same id; different parts a different one."""
+    assert deterministic_id("a", "b") == deterministic_id("a", "b")
+    assert deterministic_id("a", "b") != deterministic_id("ab")
+    with pytest.raises(ValueError, match="non-empty"):
+        deterministic_id("a", "")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", "EnvelopeNotJson"),
+        (b"[1,2]", "EnvelopeNotObject"),
+        (b'{"specversion":"0.3","id":"1","source":"s","type":"t"}', "EnvelopeSpecVersion"),
+        (b'{"specversion":"1.0","source":"s","type":"t"}', "EnvelopeMissingField"),
+        (b'{"specversion":"1.0","id":"1","source":"s","type":"t","data":[1]}', "EnvelopeData"),
+        (b'{"specversion":"1.0","id":"1","source":"s","type":"t","time":"noon"}', "EnvelopeTime"),
+        (b'{"specversion":"1.0","id":"1","source":"s","type":"t","tenant":5}', "EnvelopeField"),
+        (
+            b'{"specversion":"1.0","id":"1","source":"s","type":"t","schemaversion":"x"}',
+            "EnvelopeSchema",
+        ),
+    ],
+)
+def test_malformed_envelopes_are_rejected_with_a_reason(raw: bytes, reason: str) -> None:
+    """Each kind of bad input raises MalformedMessage with its own reason code."""
+    with pytest.raises(MalformedMessage) as info:
+        Envelope.decode(raw)
+    assert info.value.reason == reason

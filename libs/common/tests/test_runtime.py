@@ -1,0 +1,252 @@
+"""The worker runtime settles every message by what its handler did, and drains cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from dfj_common.bus import MAX_DELIVERY_REASON, OutgoingMessage, QueueSpec
+from dfj_common.bus.local import LocalBus
+from dfj_common.envelope import Envelope
+from dfj_common.errors import PermanentError, RateLimited, TransientError
+from dfj_common.retry import ExponentialBackOff
+from dfj_common.runtime import NO_HANDLER, HandlerContext, HandlerTable, Worker
+
+PLAIN = QueueSpec(name="work", sessions=False, max_deliveries=3, lock_duration=1.5)
+ORDERED = QueueSpec(name="ordered", sessions=True, max_deliveries=3, lock_duration=1.5)
+TOPO = {PLAIN.name: PLAIN, ORDERED.name: ORDERED}
+FAST = ExponentialBackOff(base=0.05, maximum=0.2, jitter=0)
+
+
+@pytest.fixture(name="bus")
+async def _bus(tmp_path: Path) -> AsyncIterator[LocalBus]:
+    bus = await LocalBus.open(tmp_path / "bus.sqlite", topology=TOPO, poll_interval=0.05)
+    yield bus
+    await bus.close()
+
+
+def event(n: int, *, kind: str = "test.event", session: str | None = None) -> OutgoingMessage:
+    env = Envelope(id=f"evt-{n}", source="tests", type=kind, data={"n": n}, session_key=session)
+    return OutgoingMessage.from_envelope(env)
+
+
+async def run_until(worker: Worker, done: Callable[[], bool], limit: float = 10.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(worker.run(stop))
+    try:
+        async with asyncio.timeout(limit):
+            while not done():
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_success_completes(bus: LocalBus) -> None:
+    """A handler that returns completes its message; it never comes back."""
+    seen: list[int] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        seen.append(env.data["n"])
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST)
+    for n in range(5):
+        await bus.publish("work", event(n))
+    await run_until(worker, lambda: worker.stats.completed == 5)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+    assert (await bus.receiver("work").receive(10, timeout=0.2)) == []
+
+
+async def test_transient_error_retries_then_succeeds(bus: LocalBus) -> None:
+    """A transient failure is redelivered after back-off with a higher delivery count."""
+    counts: list[int] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        counts.append(ctx.delivery_count)
+        if ctx.delivery_count < 2:
+            raise TransientError("Jira answered 503")
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST)
+    await bus.publish("work", event(1))
+    await run_until(worker, lambda: worker.stats.completed == 1)
+    assert counts == [1, 2]
+    assert worker.stats.retried == 1
+
+
+async def test_rate_limited_waits_retry_after(bus: LocalBus) -> None:
+    """RateLimited is retried no sooner than the peer's retry_after."""
+    times: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        times.append(loop.time())
+        if len(times) == 1:
+            raise RateLimited("429", retry_after=0.4)
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST)
+    await bus.publish("work", event(1))
+    await run_until(worker, lambda: worker.stats.completed == 1)
+    assert times[1] - times[0] >= 0.39
+
+
+async def test_permanent_error_dead_letters_with_reason(bus: LocalBus) -> None:
+    """A permanent failure is dead-lettered at once with the error's reason and text."""
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        raise PermanentError("project ABC does not exist", reason="ProjectNotFound")
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST)
+    await bus.publish("work", event(1))
+    await run_until(worker, lambda: worker.stats.dead_lettered == 1)
+    [dead] = await bus.dead_letters("work")
+    assert dead.reason == "ProjectNotFound"
+    assert "ABC" in dead.description
+    assert dead.delivery_count == 1
+
+
+async def test_crashing_handler_dead_letters_after_max_deliveries(bus: LocalBus) -> None:
+    """An unexpected exception is retried until max deliveries, then dead-lettered."""
+    calls: list[int] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        calls.append(ctx.delivery_count)
+        raise KeyError("bug")
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST)
+    await bus.publish("work", event(1))
+    await run_until(worker, lambda: worker.stats.dead_lettered == 1)
+    assert calls == [1, 2, 3]
+    [dead] = await bus.dead_letters("work")
+    assert dead.reason == MAX_DELIVERY_REASON
+    assert "KeyError" in dead.description
+
+
+async def test_malformed_and_unknown_messages_do_not_stop_the_worker(bus: LocalBus) -> None:
+    """Garbage and unknown types are dead-lettered with reasons; good messages still flow."""
+    seen: list[int] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        seen.append(env.data["n"])
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST)
+    await bus.publish("work", OutgoingMessage(body=b"{not json", message_id="garbage"))
+    await bus.publish("work", OutgoingMessage(body=b'{"specversion":"0.3"}', message_id="old"))
+    await bus.publish("work", event(2, kind="no.such.type"))
+    await bus.publish("work", event(3))
+    await run_until(worker, lambda: worker.stats.completed == 1 and worker.stats.dead_lettered == 3)
+    reasons = {d.message_id: d.reason for d in await bus.dead_letters("work")}
+    assert reasons == {
+        "garbage": "EnvelopeNotJson",
+        "old": "EnvelopeSpecVersion",
+        "evt-2": NO_HANDLER,
+    }
+    assert seen == [3]
+
+
+async def test_long_handler_keeps_its_lock(bus: LocalBus) -> None:
+    """A handler running past the lock duration is not redelivered: the lock is renewed."""
+    calls: list[int] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        calls.append(ctx.delivery_count)
+        await asyncio.sleep(PLAIN.lock_duration * 2.2)
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST, concurrency=4)
+    await bus.publish("work", event(1))
+    await run_until(worker, lambda: worker.stats.completed == 1)
+    assert calls == [1]
+    assert worker.stats.lock_lost == 0
+
+
+async def test_concurrency_is_bounded(bus: LocalBus) -> None:
+    """No more than ``concurrency`` handlers run at once."""
+    running = 0
+    peak = 0
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST, concurrency=3)
+    await bus.publish_batch("work", [event(n) for n in range(12)])
+    await run_until(worker, lambda: worker.stats.completed == 12)
+    assert peak == 3
+
+
+async def test_session_order_is_kept_under_concurrency(bus: LocalBus) -> None:
+    """On a session queue, each session's messages are handled one at a time, in order."""
+    handled: dict[str, list[int]] = {}
+    active: set[str] = set()
+    overlaps = 0
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        nonlocal overlaps
+        key = str(env.session_key)
+        if key in active:
+            overlaps += 1
+        active.add(key)
+        await asyncio.sleep(0.002)
+        handled.setdefault(key, []).append(env.data["n"])
+        active.discard(key)
+
+    worker = Worker(bus, ORDERED, {"test.event": handle}, backoff=FAST, concurrency=8)
+    for n in range(60):
+        await bus.publish("ordered", event(n, session=f"s{n % 4}"))
+    await run_until(worker, lambda: worker.stats.completed == 60)
+    assert overlaps == 0
+    for key, ns in handled.items():
+        assert ns == sorted(ns), key
+        assert len(ns) == 15
+
+
+async def test_drain_finishes_in_flight_work_within_grace(bus: LocalBus) -> None:
+    """On stop, a handler that finishes within the grace period is completed, not released."""
+    started = asyncio.Event()
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        started.set()
+        await asyncio.sleep(0.3)
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST, grace=5)
+    await bus.publish("work", event(1))
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(worker.run(stop))
+    await asyncio.wait_for(started.wait(), 5)
+    stop.set()
+    await task
+    assert worker.stats.completed == 1
+    assert worker.stats.released == 0
+
+
+async def test_drain_releases_what_outlives_the_grace(bus: LocalBus) -> None:
+    """A handler still running when the grace period ends is cancelled and released at once."""
+    started = asyncio.Event()
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST, grace=0.2)
+    await bus.publish("work", event(1))
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(worker.run(stop))
+    await asyncio.wait_for(started.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert worker.stats.released == 1
+    # Released, not left locked: another consumer gets it well before the lock would expire.
+    again = await bus.receiver("work").receive(1, timeout=0.5)
+    assert [d.message_id for d in again] == ["evt-1"]
+    assert again[0].delivery_count == 2
+
+
+def test_concurrency_must_be_positive(tmp_path: Path) -> None:
+    """A worker with no capacity is a configuration error, not a silent no-op."""
+    table: HandlerTable = {}
+    with pytest.raises(ValueError, match="concurrency"):
+        Worker(object(), PLAIN, table, concurrency=0)  # type: ignore[arg-type]
