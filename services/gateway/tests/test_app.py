@@ -1,0 +1,47 @@
+"""The gateway's composition root: probes over real HTTP on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from dfj_common.bus.local import LocalBus
+from dfj_common.config import Settings
+from dfj_gateway.app import create_app
+
+
+@pytest.fixture(name="settings")
+def _settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"DFJ_BUS_PATH": str(tmp_path / "bus.sqlite")}, env_file=None)
+
+
+@pytest.fixture(name="client")
+async def _client(settings: Settings) -> AsyncIterator[TestClient[object, object]]:
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+async def test_healthz(client: TestClient[object, object]) -> None:
+    """/healthz answers 200 while the process runs."""
+    resp = await client.get("/healthz")
+    assert resp.status == 200
+    assert (await resp.json())["service"] == "gateway"
+
+
+async def test_readyz_with_the_bus_it_opened(client: TestClient[object, object]) -> None:
+    """/readyz is 200 when the bus the app opened from settings answers."""
+    resp = await client.get("/readyz")
+    assert resp.status == 200
+    assert (await resp.json())["checks"] == {"bus": "ok"}
+
+
+async def test_readyz_is_503_when_the_bus_is_gone(settings: Settings) -> None:
+    """A closed bus makes /readyz 503 naming the bus check."""
+    bus = await LocalBus.open(settings.bus_path)
+    async with TestClient(TestServer(create_app(settings, bus=bus))) as client:
+        await bus.close()
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert (await resp.json())["checks"]["bus"].startswith("error")
