@@ -15,7 +15,9 @@ any other exception         ``retry`` with back-off (a bug may be fixed by a dep
 cancelled by drain          ``release`` so another replica takes it at once
 ==========================  ==============================================================
 
-Long handlers keep their lock: a renewal task extends it every third of the lock duration.
+Long handlers keep their lock: one renewal loop per worker extends the lock of every delivery
+that has been in flight for a third of the lock duration (one loop, not a task per message, since
+most handlers finish long before a renewal is due).
 On SIGTERM the worker stops receiving, lets in-flight handlers finish within the grace period,
 then cancels and releases the rest — nothing is lost and nothing waits for a lock to expire.
 """
@@ -131,7 +133,7 @@ class Worker:
         self._span_factory = span_factory
         self._receive_timeout = receive_timeout
         self._tasks: dict[asyncio.Task[None], Delivery] = {}
-        self._slots = asyncio.Semaphore(concurrency)
+        self._renewed: dict[asyncio.Task[None], float] = {}  # when its lock was last extended
         self.stats = WorkerStats()
 
     @property
@@ -141,6 +143,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and handle until ``stop`` is set, then drain."""
         receiver = self._bus.receiver(self._spec.name)
+        renewer = asyncio.get_running_loop().create_task(self._renew_locks())
         try:
             while not stop.is_set():
                 free = self._concurrency - len(self._tasks)
@@ -151,7 +154,7 @@ class Worker:
                     receiver.receive(free, timeout=self._receive_timeout)
                 )
                 stopping = asyncio.ensure_future(stop.wait())
-                done, _ = await asyncio.wait(
+                await asyncio.wait(
                     {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
                 )
                 stopping.cancel()
@@ -159,7 +162,7 @@ class Worker:
                     deliveries = await receiving
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - the bus may blip; keep the loop alive
+                except Exception as exc:
                     _log.warning("receive failed", queue=self.queue, error=type(exc).__name__)
                     await _sleep_or_stop(stop, 1.0)
                     continue
@@ -170,6 +173,9 @@ class Worker:
                     break
         finally:
             await self._drain()
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
             await receiver.close()
 
     async def _wait_for_slot(self, stop: asyncio.Event) -> None:
@@ -185,10 +191,12 @@ class Worker:
         )
         task = asyncio.get_running_loop().create_task(self._handle(delivery))
         self._tasks[task] = delivery
+        self._renewed[task] = time.monotonic()
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
+        self._renewed.pop(task, None)
         self.stats.in_flight -= 1
 
     async def _drain(self) -> None:
@@ -202,13 +210,13 @@ class Worker:
             await asyncio.wait(pending)
 
     async def _handle(self, delivery: Delivery) -> None:
-        structlog.contextvars.clear_contextvars()
+        # Each task runs in a copy of the receive loop's context, so what is bound here stays
+        # with this message and needs no clearing afterwards.
         structlog.contextvars.bind_contextvars(
             queue=self.queue,
             message_id=delivery.message_id,
             delivery_count=delivery.delivery_count,
         )
-        renewer = asyncio.get_running_loop().create_task(self._renew(delivery))
         started = time.perf_counter()
         try:
             await self._dispatch(delivery)
@@ -218,9 +226,7 @@ class Worker:
                 self.stats.released += 1
             raise
         finally:
-            renewer.cancel()
             self._instruments.latency.record(time.perf_counter() - started, self._instruments.attrs)
-            structlog.contextvars.clear_contextvars()
 
     async def _dispatch(self, delivery: Delivery) -> None:
         try:
@@ -260,7 +266,7 @@ class Worker:
             await self._retry(delivery, max(exc.retry_after, 0.0), exc)
         except TransientError as exc:
             await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
-        except Exception as exc:  # noqa: BLE001 - unknown failures are retried, then dead-lettered
+        except Exception as exc:
             _log.exception("handler crashed", error=type(exc).__name__)
             await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
         else:
@@ -300,19 +306,26 @@ class Worker:
         _log.debug("settled", outcome=outcome)
         return True
 
-    async def _renew(self, delivery: Delivery) -> None:
+    async def _renew_locks(self) -> None:
+        """Renew the lock of each delivery in flight for longer than a third of its duration."""
         period = self._spec.lock_duration / 3
         while True:
-            await asyncio.sleep(period)
-            if delivery.settled:
-                return
-            try:
-                await delivery.renew_lock()
-            except LockLost:
-                _log.warning("lock lost during handling")
-                return
-            except Exception as exc:  # noqa: BLE001 - try again next period
-                _log.warning("lock renewal failed", error=type(exc).__name__)
+            await asyncio.sleep(period / 2)
+            now = time.monotonic()
+            due = [
+                (task, d)
+                for task, d in list(self._tasks.items())
+                if not d.settled and now - self._renewed.get(task, now) >= period
+            ]
+            for task, delivery in due:
+                try:
+                    await delivery.renew_lock()
+                    self._renewed[task] = time.monotonic()
+                except LockLost:
+                    _log.warning("lock lost during handling", message_id=delivery.message_id)
+                    self._renewed.pop(task, None)
+                except Exception as exc:  # noqa: BLE001 - try again next period
+                    _log.warning("lock renewal failed", error=type(exc).__name__)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
