@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+
 from dfj_common.bus.local import LocalBus
 from dfj_common.config import Settings
 from dfj_gateway.app import create_app
@@ -14,7 +15,13 @@ from dfj_gateway.app import create_app
 
 @pytest.fixture(name="settings")
 def _settings(tmp_path: Path) -> Settings:
-    return Settings.from_env({"DFJ_BUS_PATH": str(tmp_path / "bus.sqlite")}, env_file=None)
+    return Settings.from_env(
+        {
+            "DFJ_BUS_PATH": str(tmp_path / "bus.sqlite"),
+            "DFJ_DATABASE_URL": f"sqlite:///{tmp_path / 'dfj.sqlite'}",
+        },
+        env_file=None,
+    )
 
 
 @pytest.fixture(name="client")
@@ -34,7 +41,7 @@ async def test_readyz_with_the_bus_it_opened(client: TestClient[object, object])
     """/readyz is 200 when the bus the app opened from settings answers."""
     resp = await client.get("/readyz")
     assert resp.status == 200
-    assert (await resp.json())["checks"] == {"bus": "ok"}
+    assert (await resp.json())["checks"] == {"bus": "ok", "database": "ok"}
 
 
 async def test_readyz_is_503_when_the_bus_is_gone(settings: Settings) -> None:

@@ -13,14 +13,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import sqlalchemy as sa
 import structlog
-
 from opentelemetry import metrics
 
 from dfj_common.bus import TOPOLOGY, Bus, Topology, open_bus
 from dfj_common.config import Settings
 from dfj_common.health import Check, HealthServer
 from dfj_common.runtime import HandlerTable, Worker
+from dfj_common.storage import Database
 
 __all__ = ["WorkerService", "build_worker_service", "install_stop_signals", "serve"]
 
@@ -70,7 +71,7 @@ async def serve(
         for close in reversed(service.closers):
             try:
                 await close()
-            except Exception as exc:  # noqa: BLE001 - close everything even if one fails
+            except Exception as exc:
                 _log.warning("close failed", error=type(exc).__name__)
         _log.info("stopped", service=service.name)
 
@@ -82,6 +83,7 @@ async def build_worker_service(
     port: int,
     tables: Mapping[str, HandlerTable],
     bus: Bus | None = None,
+    database: Database | None = None,
     extra_checks: Mapping[str, Check] | None = None,
     closers: Sequence[Callable[[], Awaitable[None]]] = (),
     topology: Topology = TOPOLOGY,
@@ -89,13 +91,16 @@ async def build_worker_service(
 ) -> WorkerService:
     """The common shape of a worker: one :class:`Worker` per consumed queue, plus probes.
 
-    ``tables`` maps each queue the service consumes to its handler table; a bus is opened from
-    the settings unless one is given (tests pass theirs and close it themselves).
+    ``tables`` maps each queue the service consumes to its handler table; the bus and the
+    database are opened from the settings unless given (then the caller closes them).
     """
     owned: list[Callable[[], Awaitable[None]]] = list(closers)
     if bus is None:
         bus = await open_bus(settings, topology=topology)
         owned.append(bus.close)
+    if database is None:
+        database = Database.open(settings)
+        owned.append(database.close)
     workers = [
         Worker(
             bus,
@@ -107,8 +112,17 @@ async def build_worker_service(
         )
         for queue, table in tables.items()
     ]
-    checks: dict[str, Check] = {"bus": bus.ping}
+    checks: dict[str, Check] = {"bus": bus.ping, "database": database_check(database)}
     checks.update(extra_checks or {})
     return WorkerService(
         name=name, host=settings.bind_host, port=port, workers=workers, checks=checks, closers=owned
     )
+
+
+def database_check(database: Database) -> Check:
+    """A readiness check that the database answers a trivial query."""
+
+    async def check() -> None:
+        await database.run(lambda conn: conn.execute(sa.text("SELECT 1")).scalar(), write=False)
+
+    return check

@@ -1,11 +1,13 @@
-"""Composition root of discord-worker: builds everything from settings; tests call it with their own bus."""
+"""Composition root of discord-worker: everything built from settings.
+
+Tests call it with a bus of their own.
+"""
 
 from __future__ import annotations
 
 from dfj_common.bus import Bus
 from dfj_common.config import Settings
 from dfj_common.service import WorkerService, build_worker_service
-
 from dfj_discord_worker.handlers import TABLES
 
 SERVICE = "discord-worker"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 
+import structlog
 from aiohttp import web
+
 from dfj_common.config import Settings
 from dfj_common.service import install_stop_signals
-
 from dfj_gateway.app import create_app
+
+_log = structlog.get_logger("dfj.gateway")
 
 
 async def main(settings: Settings) -> None:
@@ -19,10 +22,12 @@ async def main(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.bind_host, settings.gateway_port)
     await site.start()
+    _log.info("started", service="gateway", port=settings.gateway_port)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+        _log.info("stopped", service="gateway")
 
 
 if __name__ == "__main__":

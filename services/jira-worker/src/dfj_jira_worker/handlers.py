@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from dfj_common.bus import JIRA_EVENTS, JIRA_COMMANDS
+from dfj_common.bus import JIRA_COMMANDS, JIRA_EVENTS
 from dfj_common.runtime import HandlerTable
 
 JIRA_EVENTS_HANDLERS: Final[HandlerTable] = {}

@@ -7,8 +7,7 @@ import os
 
 from dfj_common.config import Settings
 from dfj_common.service import install_stop_signals, serve
-
-from dfj_linker.bootstrap import SERVICE, bootstrap
+from dfj_linker.bootstrap import bootstrap
 
 
 async def main(settings: Settings) -> None:

@@ -1,0 +1,71 @@
+"""``make run``'s launcher: migrate, start four processes that report ready, stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.crossprocess, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -> None:
+    """All four services report ready; SIGINT stops every one of them and the launcher exits 0."""
+    env = {
+        **os.environ,
+        "DFJ_GATEWAY_PORT": str(free_port()),
+        "DFJ_JIRA_WORKER_PORT": str(free_port()),
+        "DFJ_DISCORD_WORKER_PORT": str(free_port()),
+        "DFJ_LINKER_PORT": str(free_port()),
+        "DFJ_BUS_PATH": str(tmp_path / "bus.sqlite"),
+        "DFJ_DATABASE_URL": f"sqlite:///{tmp_path / 'dfj.sqlite'}",
+        "DFJ_DRAIN_GRACE_SECONDS": "2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "run.py")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "all 4 services ready" in line:
+                break
+        assert any("all 4 services ready" in x for x in lines), "".join(lines)
+        prefixes = {x.split("|", 1)[0].strip() for x in lines if "|" in x}
+        assert {"gateway", "jira-worker", "discord-worker", "linker"} <= prefixes
+        assert (tmp_path / "dfj.sqlite").exists()  # migrated before the services started
+        children = [int(p) for p in subprocess.check_output(["pgrep", "-P", str(proc.pid)]).split()]
+        assert len(children) == 4
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=40)
+        assert proc.returncode == 0, rest
+        for pid in children:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
