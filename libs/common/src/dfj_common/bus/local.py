@@ -18,6 +18,9 @@ How it keeps the contract of :mod:`dfj_common.bus.base`:
   after a commit that made messages available, the publishing process sends each listener of
   that queue one byte. Receivers also poll at ``poll_interval`` (and at the next scheduled
   time), which covers expired locks of crashed consumers and lost wake-ups.
+- **Checkpoints off the hot path.** Automatic WAL checkpoints would run inside whichever commit
+  crosses the threshold (copying pages and syncing the file) and show up as latency spikes; here
+  each process checkpoints passively from a thread of its own instead.
 - **Contention.** ``busy_timeout`` is 0 and ``BEGIN IMMEDIATE`` is retried here with
   sub-millisecond sleeps: SQLite's own busy handler sleeps in whole milliseconds, which would
   dominate latency when two processes write all the time.
@@ -100,6 +103,10 @@ class LocalBus(Bus):
         self._notify_sock.setblocking(False)
         self._last_purge = 0.0
         self._receivers: set[LocalReceiver] = set()
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="dfj-bus-checkpoint"
+        )
 
     @classmethod
     async def open(
@@ -119,6 +126,7 @@ class LocalBus(Bus):
             poll_interval=poll_interval,
         )
         await bus._call(bus._connect)
+        bus._checkpointer = asyncio.get_running_loop().create_task(bus._checkpoint_loop())
         return bus
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -127,7 +135,9 @@ class LocalBus(Bus):
         try:
             return self._topology[queue]
         except KeyError:
-            raise ValueError(f"unknown queue {queue!r}; known: {', '.join(self._topology)}") from None
+            raise ValueError(
+                f"unknown queue {queue!r}; known: {', '.join(self._topology)}"
+            ) from None
 
     @property
     def path(self) -> Path:
@@ -135,13 +145,12 @@ class LocalBus(Bus):
 
     def _connect(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self._path, timeout=0, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=0")
         self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA journal_size_limit=67108864")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version < schema.SCHEMA_VERSION:
             self._begin(conn)
@@ -193,7 +202,7 @@ class LocalBus(Bus):
             batch, self._pending = self._pending, []
             try:
                 results = await loop.run_in_executor(self._executor, self._run_batch, batch)
-            except BaseException as exc:  # noqa: BLE001 - every waiter must hear of the failure
+            except BaseException as exc:
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(
@@ -269,9 +278,11 @@ class LocalBus(Bus):
     def _refresh_listeners_soon(self, queue: str) -> None:
         async def refresh() -> None:
             rows = await self._call(
-                lambda: self._require_conn()
-                .execute("SELECT address FROM listeners WHERE queue = ?", (queue,))
-                .fetchall()
+                lambda: (
+                    self._require_conn()
+                    .execute("SELECT address FROM listeners WHERE queue = ?", (queue,))
+                    .fetchall()
+                )
             )
             first = queue not in self._listeners
             self._listeners[queue] = (time.monotonic(), [r[0] for r in rows])
@@ -312,9 +323,9 @@ class LocalBus(Bus):
         for m in messages:
             if spec.duplicate_window > 0:
                 cur = conn.execute(
-                    "INSERT INTO dedupe (queue, message_id, expires_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = excluded.expires_at "
-                    "WHERE dedupe.expires_at <= ?",
+                    "INSERT INTO dedupe (queue, message_id, expires_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (queue, message_id) DO UPDATE"
+                    " SET expires_at = excluded.expires_at WHERE dedupe.expires_at <= ?",
                     (spec.name, m.message_id, now + spec.duplicate_window, now),
                 )
                 if cur.rowcount == 0:
@@ -362,9 +373,15 @@ class LocalBus(Bus):
         rows = conn.execute(
             "UPDATE messages SET available_at = :lock, lock_token = :tok,"
             " delivery_count = delivery_count + 1"
-            f" WHERE seq IN ({candidates})"
+            f" WHERE seq IN ({candidates})"  # noqa: S608 - both candidates are constants
             " RETURNING seq, message_id, session_id, body, properties, delivery_count, enqueued_at",
-            {"q": spec.name, "now": now, "n": limit, "lock": now + spec.lock_duration, "tok": token},
+            {
+                "q": spec.name,
+                "now": now,
+                "n": limit,
+                "lock": now + spec.lock_duration,
+                "tok": token,
+            },
         ).fetchall()
         deliveries = []
         for seq, message_id, session_id, body, props, count, enqueued_at in sorted(rows):
@@ -504,9 +521,27 @@ class LocalBus(Bus):
     async def ping(self) -> None:
         await self._call(lambda: self._require_conn().execute("SELECT 1").fetchone())
 
+    async def _checkpoint_loop(self, period: float = 0.25) -> None:
+        loop = asyncio.get_running_loop()
+        conn = await loop.run_in_executor(
+            self._checkpoint_executor,
+            lambda: sqlite3.connect(self._path, timeout=0, check_same_thread=False),
+        )
+        try:
+            while True:
+                await asyncio.sleep(period)
+                await loop.run_in_executor(self._checkpoint_executor, _checkpoint, conn)
+        finally:
+            await loop.run_in_executor(self._checkpoint_executor, conn.close)
+
     async def close(self) -> None:
         if self._closed:
             return
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpointer
+        self._checkpoint_executor.shutdown(wait=True)
         for receiver in list(self._receivers):
             await receiver.close()
         while self._flusher is not None and not self._flusher.done():
@@ -518,6 +553,12 @@ class LocalBus(Bus):
             await loop.run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
         self._notify_sock.close()
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy committed WAL frames into the database without blocking writers or readers."""
+    with contextlib.suppress(sqlite3.OperationalError):  # another process is checkpointing
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
 
 
 def _check_session(spec: QueueSpec, message: OutgoingMessage) -> None:
@@ -692,7 +733,9 @@ class LocalReceiver(Receiver):
             if remaining <= 0:
                 return []
             wait = min(remaining, self._bus.poll_interval)
-            due = await self._bus._call(lambda: self._bus._next_due(self._bus._require_conn(), spec))
+            due = await self._bus._call(
+                lambda: self._bus._next_due(self._bus._require_conn(), spec)
+            )
             if due is not None:
                 wait = min(wait, max(due - self._bus._clock.now(), 0.0) + 0.001)
             with contextlib.suppress(TimeoutError):
@@ -710,9 +753,12 @@ class LocalReceiver(Receiver):
         if self._registered and not self._bus._closed:
             spec, address = self._spec, self._address
             await self._bus._write(
-                lambda c, _n: c.execute(
-                    "DELETE FROM listeners WHERE queue = ? AND address = ?", (spec.name, address)
-                ).rowcount
+                lambda c, _n: (
+                    c.execute(
+                        "DELETE FROM listeners WHERE queue = ? AND address = ?",
+                        (spec.name, address),
+                    ).rowcount
+                )
             )
 
 

@@ -1,0 +1,268 @@
+"""Structured logging with redaction, for every service.
+
+One pipeline for structlog and the standard library: structlog events are handed to
+:class:`structlog.stdlib.ProcessorFormatter` on a single root handler, and library records
+(aiohttp, azure, sqlalchemy) enter the same formatter through ``foreign_pre_chain``. Both meet
+the same final chain — exceptions formatted, **redacted**, rendered — so nothing a library logs
+bypasses redaction::
+
+    structlog event ─ merge_contextvars → level, logger, time, service, trace → redact ─┐
+    stdlib record  ─ (same, plus the record's ``extra``) ──────────────────────────────┤
+                                          format exceptions → redact → JSON | console ─┘
+
+Our own events are redacted before they become ``LogRecord``s, so other handlers on the root
+logger see them clean too; a library's record is redacted only by our formatter (another
+handler would see the library's raw message).
+
+Output is one JSON object per line when the stream is not a terminal (containers), a console
+rendering otherwise. Per message, workers call :func:`clear_context` then
+:func:`bind_message_context`, so every line of a delivery carries its ids. What is removed, and
+why, is documented in :mod:`dfj_common._redact`; put :func:`redact_event_dict` last before a
+renderer when building another pipeline (after exception formatting, or tracebacks go
+unredacted).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, TextIO
+
+import structlog
+from opentelemetry import trace
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from dfj_common._redact import (
+    CONTENT,
+    EMAIL,
+    REDACTED,
+    redact_keyed,
+    redact_mapping,
+    redact_text,
+    redact_value,
+)
+from dfj_common.clock import Clock, SystemClock
+from dfj_common.errors import ConfigError
+
+__all__ = [
+    "CONTENT",
+    "EMAIL",
+    "REDACTED",
+    "bind_message_context",
+    "bound_message_context",
+    "clear_context",
+    "configure_logging",
+    "redact_event_dict",
+    "redact_mapping",
+    "redact_text",
+    "redact_value",
+]
+
+LogFormat = Literal["auto", "json", "console"]
+
+_LEVELS: Final = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+# Keys structlog and ProcessorFormatter use for their own bookkeeping; left untouched.
+_INTERNAL: Final = frozenset({"exc_info", "stack_info"})
+# Marks the handler configure_logging installed, so a second call replaces it.
+_HANDLER_NAME: Final = "dfj-structlog"
+# Loggers that are chatty at INFO (the Azure SDK logs every HTTP request it makes).
+_QUIET: Final = ("azure.core.pipeline.policies.http_logging_policy",)
+
+
+def redact_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: redact every value of the event dict (never raises).
+
+    Keys starting with ``_`` (ProcessorFormatter's ``_record``) and ``exc_info`` pass through;
+    place this after ``format_exc_info``/``dict_tracebacks`` so tracebacks are redacted too.
+    """
+    try:
+        out: EventDict = {}
+        for key, value in event_dict.items():
+            if key.startswith("_") or key in _INTERNAL:
+                out[key] = value
+            elif key == "event":
+                out[key] = redact_value(value)
+            else:
+                out[redact_text(key)] = redact_keyed(key, value)
+        return out
+    except Exception:
+        return {"event": "[log event could not be redacted]"}
+
+
+def bind_message_context(
+    *,
+    event_id: str | None = None,
+    tenant: str | None = None,
+    delivery_count: int | None = None,
+    trace_id: str | None = None,
+    event_type: str | None = None,
+    **extra: object,
+) -> None:
+    """Bind the ids of the message being handled to every log line of this task."""
+    values = {
+        "event_id": event_id,
+        "tenant": tenant,
+        "delivery_count": delivery_count,
+        "trace_id": trace_id,
+        "event_type": event_type,
+        **extra,
+    }
+    structlog.contextvars.bind_contextvars(**{k: v for k, v in values.items() if v is not None})
+
+
+def clear_context() -> None:
+    """Forget everything bound for this task (call at the start of each message or request)."""
+    structlog.contextvars.clear_contextvars()
+
+
+@contextmanager
+def bound_message_context(**values: Any) -> Iterator[None]:
+    """Bind like :func:`bind_message_context` for a block, restoring the previous values after."""
+    tokens = structlog.contextvars.bind_contextvars(
+        **{k: v for k, v in values.items() if v is not None}
+    )
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+
+
+def configure_logging(
+    *,
+    service: str,
+    level: str | int = "info",
+    fmt: LogFormat = "auto",
+    stream: TextIO | None = None,
+    clock: Clock | None = None,
+) -> None:
+    """Route structlog and stdlib logging through one redacting pipeline to ``stream``.
+
+    ``stream`` defaults to ``sys.stderr`` as it is when called (stdout stays free for the CLI's
+    output). ``fmt="auto"`` renders JSON unless the stream is a terminal. Calling again
+    replaces the previous configuration.
+    """
+    numeric = _level(level)
+    if fmt not in ("auto", "json", "console"):
+        raise ConfigError(f"DFJ_LOG_FORMAT must be auto, json or console; got {fmt!r}")
+    out = stream if stream is not None else sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not _isatty(out))
+
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        _Timestamper(clock or SystemClock()),
+        _add_service(service),
+        _add_trace_context,
+    ]
+    final: list[Processor] = [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        structlog.processors.StackInfoRenderer(),
+    ]
+    renderer: Processor
+    if use_json:
+        final.append(
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        )
+        renderer = structlog.processors.JSONRenderer(sort_keys=False, default=_json_default)
+    else:
+        # Formatted here (not by ConsoleRenderer) so the traceback text is redacted too.
+        final.append(structlog.processors.format_exc_info)
+        renderer = structlog.dev.ConsoleRenderer(colors=_isatty(out))
+    final += [redact_event_dict, renderer]
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=final,
+    )
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+
+    structlog.configure(
+        processors=[
+            shared[0],
+            structlog.stdlib.filter_by_level,
+            *shared[1:],
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            # Redacted before the event becomes a LogRecord, so any other handler on the root
+            # logger (pytest's capture, a vendor's) sees a clean event too.
+            redact_event_dict,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached: tests and re-configuration must reach loggers made at import time.
+        cache_logger_on_first_use=False,
+    )
+
+
+def _level(level: str | int) -> int:
+    if isinstance(level, int) and not isinstance(level, bool):
+        return level
+    if isinstance(level, str) and level.strip().lower() in _LEVELS:
+        return _LEVELS[level.strip().lower()]
+    raise ConfigError(f"DFJ_LOG_LEVEL must be one of {', '.join(sorted(_LEVELS))}; got {level!r}")
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _Timestamper:
+    """ISO 8601 UTC timestamps from an injected clock (``2025-01-02T03:04:05.678901Z``)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        when = datetime.fromtimestamp(self._clock.now(), UTC)
+        event_dict["timestamp"] = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        return event_dict
+
+
+def _add_service(service: str) -> Processor:
+    def add_service(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return add_service
+
+
+def _add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Correlate with the current OpenTelemetry span, when there is one."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
+
+
+def _json_default(value: object) -> object:
+    """Whatever redaction left as an object (datetimes, UUIDs) is rendered as text."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
