@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from functools import partial
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -20,10 +21,19 @@ from opentelemetry import metrics
 from dfj_common.bus import TOPOLOGY, Bus, Topology, open_bus
 from dfj_common.config import Settings
 from dfj_common.health import Check, HealthServer
+from dfj_common.logging import configure_logging
 from dfj_common.runtime import HandlerTable, Worker
 from dfj_common.storage import Database
+from dfj_common.telemetry import Telemetry, start_consume_span, telemetry_from_settings
 
-__all__ = ["WorkerService", "build_worker_service", "install_stop_signals", "serve"]
+__all__ = [
+    "WorkerService",
+    "build_worker_service",
+    "database_check",
+    "install_stop_signals",
+    "serve",
+    "setup_process",
+]
 
 _log: Final = structlog.get_logger("dfj.service")
 
@@ -38,6 +48,12 @@ class WorkerService:
     workers: Sequence[Worker]
     checks: Mapping[str, Check]
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+def setup_process(service: str, settings: Settings) -> Telemetry:
+    """Once per process, before anything logs: redacting structured logs and telemetry."""
+    configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
+    return telemetry_from_settings(settings, service=service)
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -87,7 +103,7 @@ async def build_worker_service(
     extra_checks: Mapping[str, Check] | None = None,
     closers: Sequence[Callable[[], Awaitable[None]]] = (),
     topology: Topology = TOPOLOGY,
-    meter: metrics.Meter | None = None,
+    telemetry: Telemetry | None = None,
 ) -> WorkerService:
     """The common shape of a worker: one :class:`Worker` per consumed queue, plus probes.
 
@@ -101,6 +117,11 @@ async def build_worker_service(
     if database is None:
         database = Database.open(settings)
         owned.append(database.close)
+    meter: metrics.Meter | None = None
+    span_factory = None
+    if telemetry is not None:
+        meter = telemetry.meter
+        span_factory = partial(start_consume_span, telemetry)
     workers = [
         Worker(
             bus,
@@ -109,6 +130,7 @@ async def build_worker_service(
             concurrency=settings.worker_concurrency,
             grace=settings.drain_grace_seconds,
             meter=meter,
+            span_factory=span_factory,
         )
         for queue, table in tables.items()
     ]

@@ -9,13 +9,14 @@ import structlog
 from aiohttp import web
 
 from dfj_common.config import Settings
-from dfj_common.service import install_stop_signals
-from dfj_gateway.app import create_app
+from dfj_common.service import install_stop_signals, setup_process
+from dfj_gateway.app import SERVICE, create_app
 
 _log = structlog.get_logger("dfj.gateway")
 
 
 async def main(settings: Settings) -> None:
+    telemetry = setup_process(SERVICE, settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
     runner = web.AppRunner(create_app(settings), access_log=None)
@@ -28,6 +29,7 @@ async def main(settings: Settings) -> None:
     finally:
         await runner.cleanup()
         _log.info("stopped", service="gateway")
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

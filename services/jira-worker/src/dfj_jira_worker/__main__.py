@@ -6,14 +6,18 @@ import asyncio
 import os
 
 from dfj_common.config import Settings
-from dfj_common.service import install_stop_signals, serve
-from dfj_jira_worker.bootstrap import bootstrap
+from dfj_common.service import install_stop_signals, serve, setup_process
+from dfj_jira_worker.bootstrap import SERVICE, bootstrap
 
 
 async def main(settings: Settings) -> None:
+    telemetry = setup_process(SERVICE, settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    await serve(await bootstrap(settings), stop)
+    try:
+        await serve(await bootstrap(settings, telemetry=telemetry), stop)
+    finally:
+        telemetry.shutdown()
 
 
 if __name__ == "__main__":

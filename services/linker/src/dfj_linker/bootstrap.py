@@ -8,13 +8,16 @@ from __future__ import annotations
 from dfj_common.bus import Bus
 from dfj_common.config import Settings
 from dfj_common.service import WorkerService, build_worker_service
+from dfj_common.telemetry import Telemetry
 from dfj_linker.handlers import TABLES
 
 SERVICE = "linker"
 
 
-async def bootstrap(settings: Settings, *, bus: Bus | None = None) -> WorkerService:
+async def bootstrap(
+    settings: Settings, *, bus: Bus | None = None, telemetry: Telemetry | None = None
+) -> WorkerService:
     """The linker process: its queue consumers and probes."""
     return await build_worker_service(
-        name=SERVICE, settings=settings, port=settings.linker_port, tables=TABLES, bus=bus
+        name=SERVICE, settings=settings, port=settings.linker_port, tables=TABLES, bus=bus, telemetry=telemetry
     )
