@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # ``available_at`` folds visibility and locking into one column: a message can be claimed when
 # it is active (state 0) and ``available_at`` has passed. Claiming moves it to now + lock
@@ -29,6 +29,19 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, state, seq);
 CREATE INDEX IF NOT EXISTS messages_session ON messages (queue, session_id, state, seq);
+-- Scheduled messages are not in the queue until they are due (as on Service Bus), so one
+-- scheduled for later never holds up its session. When due they join at the tail.
+CREATE TABLE IF NOT EXISTS scheduled (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue        TEXT    NOT NULL,
+    message_id   TEXT    NOT NULL,
+    session_id   TEXT,
+    body         BLOB    NOT NULL,
+    properties   TEXT    NOT NULL DEFAULT '{}',
+    content_type TEXT    NOT NULL,
+    due_at       REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scheduled_due ON scheduled (queue, due_at);
 CREATE TABLE IF NOT EXISTS dedupe (
     queue      TEXT NOT NULL,
     message_id TEXT NOT NULL,

@@ -330,20 +330,26 @@ class LocalBus(Bus):
                 )
                 if cur.rowcount == 0:
                     continue  # seen within the window: drop, as Service Bus does
-            conn.execute(
-                "INSERT INTO messages (queue, message_id, session_id, body, properties,"
-                " content_type, enqueued_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    spec.name,
-                    m.message_id,
-                    m.session_id,
-                    m.body,
-                    json.dumps(dict(m.properties), separators=(",", ":")),
-                    m.content_type,
-                    now,
-                    available_at,
-                ),
+            row = (
+                spec.name,
+                m.message_id,
+                m.session_id,
+                m.body,
+                json.dumps(dict(m.properties), separators=(",", ":")),
+                m.content_type,
             )
+            if available_at <= now:
+                conn.execute(
+                    "INSERT INTO messages (queue, message_id, session_id, body, properties,"
+                    " content_type, enqueued_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, now, now),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO scheduled (queue, message_id, session_id, body, properties,"
+                    " content_type, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (*row, available_at),
+                )
             inserted += 1
         return inserted if available_at <= now else 0
 
@@ -358,6 +364,15 @@ class LocalBus(Bus):
         self, conn: sqlite3.Connection, now: float, spec: QueueSpec, limit: int
     ) -> list[LocalDelivery]:
         token = secrets.token_hex(8)
+        promoted = conn.execute(
+            "INSERT INTO messages (queue, message_id, session_id, body, properties, content_type,"
+            " enqueued_at, available_at) SELECT queue, message_id, session_id, body, properties,"
+            " content_type, due_at, due_at FROM scheduled WHERE queue = ? AND due_at <= ?"
+            " ORDER BY due_at, id",
+            (spec.name, now),
+        ).rowcount
+        if promoted:
+            conn.execute("DELETE FROM scheduled WHERE queue = ? AND due_at <= ?", (spec.name, now))
         if spec.sessions:
             candidates = (
                 "SELECT m.seq FROM messages m WHERE m.queue = :q AND m.state = 0"
@@ -416,7 +431,10 @@ class LocalBus(Bus):
 
     def _next_due(self, conn: sqlite3.Connection, spec: QueueSpec) -> float | None:
         row = conn.execute(
-            "SELECT MIN(available_at) FROM messages WHERE queue = ? AND state = 0", (spec.name,)
+            "SELECT MIN(t) FROM (SELECT MIN(available_at) AS t FROM messages"
+            " WHERE queue = :q AND state = 0 UNION ALL"
+            " SELECT MIN(due_at) FROM scheduled WHERE queue = :q)",
+            {"q": spec.name},
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
@@ -504,11 +522,14 @@ class LocalBus(Bus):
                     " AND lock_token IS NOT NULL AND available_at <= ?",
                     (name, now),
                 ).fetchone()[0]
+                waiting = conn.execute(
+                    "SELECT COUNT(*) FROM scheduled WHERE queue = ?", (name,)
+                ).fetchone()[0]
                 out.append(
                     QueueStats(
                         queue=name,
                         active=int(r[0]) + int(expired_locks),
-                        scheduled=int(r[1]),
+                        scheduled=int(r[1]) + int(waiting),
                         locked=int(r[2]),
                         dead_lettered=int(r[3]),
                         oldest_enqueued_at=r[4],
