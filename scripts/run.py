@@ -41,14 +41,16 @@ async def _pump(stream: asyncio.StreamReader, prefix: str) -> None:
 
 def _ready(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
             return bool(json.load(resp).get("status") == "ready")
     except (OSError, ValueError):
         return False
 
 
 async def main() -> int:
-    migrate = await asyncio.create_subprocess_exec(sys.executable, "-m", "dfj_common.cli", "migrate")
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dfj_common.cli", "migrate"
+    )
     if await migrate.wait() != 0:
         print("migration failed", file=sys.stderr)
         return 1
@@ -91,7 +93,7 @@ async def main() -> int:
         if p.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)
-    _, pending = await asyncio.wait(exited, timeout=GRACE)
+    await asyncio.wait(exited, timeout=GRACE)
     for name, p in procs:
         if p.returncode is None:
             print(f"{name} did not stop within {GRACE:.0f}s; killing it", file=sys.stderr)

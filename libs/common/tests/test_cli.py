@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from dfj_common.bus import JIRA_COMMANDS, OutgoingMessage
 from dfj_common.bus.local import LocalBus
 from dfj_common.cli import run
@@ -63,7 +64,9 @@ def test_dlq_list_show_and_replay(env: dict[str, str]) -> None:
     assert "replayed 1" in cli(env, "dlq", "replay", JIRA_COMMANDS, "--all")[1]
 
 
-def test_unknown_queue_is_a_clear_error(env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_queue_is_a_clear_error(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     """An unknown queue exits 2 with a message naming the known ones."""
     code, _ = cli(env, "dlq", "list", "nope")
     assert code == 2

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+
 from dfj_common.config import Secret, Settings
 from dfj_common.errors import ConfigError
 
@@ -102,4 +103,4 @@ def test_describe_covers_every_field() -> None:
     rows = Settings.describe()
     names = [r[0] for r in rows]
     assert len(names) == len(set(names)) == len(dataclasses.fields(Settings))
-    assert ("DFJ_DATABASE_URL", "(secret)") == rows[names.index("DFJ_DATABASE_URL")][:2]
+    assert rows[names.index("DFJ_DATABASE_URL")][:2] == ("DFJ_DATABASE_URL", "(secret)")

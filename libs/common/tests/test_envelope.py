@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from dfj_common.envelope import Envelope, deterministic_id
 from dfj_common.errors import MalformedMessage
 

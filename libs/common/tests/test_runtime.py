@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+
 from dfj_common.bus import MAX_DELIVERY_REASON, OutgoingMessage, QueueSpec
 from dfj_common.bus.local import LocalBus
 from dfj_common.envelope import Envelope

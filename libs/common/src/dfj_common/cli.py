@@ -137,7 +137,9 @@ def run(argv: Sequence[str], *, environ: dict[str, str], out: TextIO) -> int:
         if args.command == "bus":
             return asyncio.run(_with_bus(settings, lambda b: _stats(b, out)))
         if args.dlq_command == "list":
-            return asyncio.run(_with_bus(settings, lambda b: _dlq_list(b, args.queue, args.limit, out)))
+            return asyncio.run(
+                _with_bus(settings, lambda b: _dlq_list(b, args.queue, args.limit, out))
+            )
         if args.dlq_command == "show":
             return asyncio.run(
                 _with_bus(settings, lambda b: _dlq_show(b, args.queue, args.message_id, out))
@@ -152,6 +154,7 @@ def run(argv: Sequence[str], *, environ: dict[str, str], out: TextIO) -> int:
 def main() -> None:
     """Console entry point."""
     sys.exit(run(sys.argv[1:], environ=dict(os.environ), out=sys.stdout))
+
 
 if __name__ == "__main__":
     main()
