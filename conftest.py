@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator
 
 import pytest
+
 from dfj_common.testing import find_leaks
 
 
@@ -20,7 +21,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if report.outcome != "passed" or item.get_closest_marker("leaks_allowed"):
+    # Captured sections accumulate over setup, call and teardown: teardown's report has them all.
+    if report.when != "teardown" or report.outcome != "passed":
+        return
+    if item.get_closest_marker("leaks_allowed"):
         return
     captured = "\n".join(content for title, content in report.sections if "Captured" in title)
     leaks = find_leaks(captured)

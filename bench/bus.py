@@ -92,7 +92,7 @@ def run_baseline(workdir: Path, count: int) -> float:
     producer = _spawn("baseline-producer", path, str(count))
     producer.wait()
     out, _ = consumer.communicate(timeout=300)
-    end = json.loads(out.strip().splitlines()[-1])["end"]
+    end = float(json.loads(out.strip().splitlines()[-1])["end"])
     return count / (end - start)
 
 

@@ -64,7 +64,10 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
         rest, _ = proc.communicate(timeout=40)
         assert proc.returncode == 0, rest
         for pid in children:
-            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            assert (
+                not Path(f"/proc/{pid}").exists()
+                or "zombie" in Path(f"/proc/{pid}/status").read_text()
+            )
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from dfj_common.bus.local import LocalBus
@@ -25,19 +26,21 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(name="client")
-async def _client(settings: Settings) -> AsyncIterator[TestClient[object, object]]:
+async def _client(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     async with TestClient(TestServer(create_app(settings))) as client:
         yield client
 
 
-async def test_healthz(client: TestClient[object, object]) -> None:
+async def test_healthz(client: TestClient[web.Request, web.Application]) -> None:
     """/healthz answers 200 while the process runs."""
     resp = await client.get("/healthz")
     assert resp.status == 200
     assert (await resp.json())["service"] == "gateway"
 
 
-async def test_readyz_with_the_bus_it_opened(client: TestClient[object, object]) -> None:
+async def test_readyz_with_the_bus_it_opened(
+    client: TestClient[web.Request, web.Application],
+) -> None:
     """/readyz is 200 when the bus the app opened from settings answers."""
     resp = await client.get("/readyz")
     assert resp.status == 200

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast, get_args
+from typing import Any, Final, Literal, TypeVar, get_args
 
 from dotenv import dotenv_values
 
@@ -217,5 +217,5 @@ def _literal_choices(annotation: str) -> tuple[str, ...]:
         return _LITERALS[annotation]
     if annotation.startswith("Literal["):
         inner = annotation[len("Literal[") : -1]
-        return tuple(cast(str, p.strip().strip("'\"")) for p in inner.split(","))
+        return tuple(p.strip().strip("'\"") for p in inner.split(","))
     return ()

@@ -154,9 +154,7 @@ class Worker:
                     receiver.receive(free, timeout=self._receive_timeout)
                 )
                 stopping = asyncio.ensure_future(stop.wait())
-                await asyncio.wait(
-                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
+                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 stopping.cancel()
                 try:
                     deliveries = await receiving
@@ -324,7 +322,7 @@ class Worker:
                 except LockLost:
                     _log.warning("lock lost during handling", message_id=delivery.message_id)
                     self._renewed.pop(task, None)
-                except Exception as exc:  # noqa: BLE001 - try again next period
+                except Exception as exc:
                     _log.warning("lock renewal failed", error=type(exc).__name__)
 
 

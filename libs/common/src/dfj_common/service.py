@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from functools import partial
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final
 
 import sqlalchemy as sa

@@ -19,5 +19,10 @@ async def bootstrap(
 ) -> WorkerService:
     """The jira-worker process: its queue consumers and probes."""
     return await build_worker_service(
-        name=SERVICE, settings=settings, port=settings.jira_worker_port, tables=TABLES, bus=bus, telemetry=telemetry
+        name=SERVICE,
+        settings=settings,
+        port=settings.jira_worker_port,
+        tables=TABLES,
+        bus=bus,
+        telemetry=telemetry,
     )

@@ -385,11 +385,15 @@ class LocalBus(Bus):
                 "SELECT seq FROM messages WHERE queue = :q AND state = 0 AND available_at <= :now"
                 " ORDER BY seq LIMIT :n"
             )
-        rows = conn.execute(
-            "UPDATE messages SET available_at = :lock, lock_token = :tok,"
+        # Both candidate queries are constants and every value is bound, hence the noqa.
+        claim = (
+            "UPDATE messages SET available_at = :lock, lock_token = :tok,"  # noqa: S608
             " delivery_count = delivery_count + 1"
-            f" WHERE seq IN ({candidates})"  # noqa: S608 - both candidates are constants
-            " RETURNING seq, message_id, session_id, body, properties, delivery_count, enqueued_at",
+            f" WHERE seq IN ({candidates})"
+            " RETURNING seq, message_id, session_id, body, properties, delivery_count, enqueued_at"
+        )
+        rows = conn.execute(
+            claim,
             {
                 "q": spec.name,
                 "now": now,
