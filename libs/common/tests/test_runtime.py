@@ -38,7 +38,7 @@ async def run_until(worker: Worker, done: Callable[[], bool], limit: float = 10.
     task = asyncio.ensure_future(worker.run(stop))
     try:
         async with asyncio.timeout(limit):
-            while not done():
+            while not done():  # noqa: ASYNC110 - polls the worker's counters, not an event
                 await asyncio.sleep(0.01)
     finally:
         stop.set()
@@ -251,3 +251,40 @@ def test_concurrency_must_be_positive(tmp_path: Path) -> None:
     table: HandlerTable = {}
     with pytest.raises(ValueError, match="concurrency"):
         Worker(object(), PLAIN, table, concurrency=0)  # type: ignore[arg-type]
+
+
+async def test_one_trace_spans_publisher_and_consumer(bus: LocalBus) -> None:
+    """A message published inside a span is handled in a child span of the same trace."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from dfj_common.telemetry import setup_telemetry
+
+    exporter = InMemorySpanExporter()
+    tel = setup_telemetry(service="t", kind="none", span_exporter=exporter)
+    seen: list[str | None] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        seen.append(env.traceparent)
+
+    from dfj_common.telemetry import start_consume_span
+
+    worker = Worker(
+        bus,
+        PLAIN,
+        {"test.event": handle},
+        backoff=FAST,
+        span_factory=lambda env, queue: start_consume_span(tel, env, queue),
+    )
+    with tel.tracer.start_as_current_span("inbound request") as root:
+        env = Envelope(id="traced", source="tests", type="test.event")
+        await bus.publish_envelope("work", env)
+    await run_until(worker, lambda: worker.stats.completed == 1)
+    tel.force_flush()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    consume = spans["process work"]
+    assert seen[0] is not None
+    assert consume.context is not None
+    assert consume.context.trace_id == root.get_span_context().trace_id
+    assert consume.parent is not None
+    assert consume.parent.span_id == root.get_span_context().span_id
+    tel.shutdown()

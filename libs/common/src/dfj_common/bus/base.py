@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from dfj_common import telemetry
 from dfj_common.envelope import Envelope
 
 __all__ = [
@@ -193,7 +194,13 @@ class Bus(abc.ABC):
         """Release connections and background tasks."""
 
     async def publish_envelope(self, queue: str, envelope: Envelope) -> None:
-        """Publish one CloudEvent with its id and session key."""
+        """Publish one CloudEvent with its id and session key.
+
+        Unless the envelope already carries trace context, the current span's ``traceparent``
+        is stamped on it, so the consumer's span continues this trace.
+        """
+        if envelope.traceparent is None:
+            envelope = telemetry.inject(envelope)
         await self.publish(queue, OutgoingMessage.from_envelope(envelope))
 
     async def __aenter__(self) -> Bus:
