@@ -284,14 +284,15 @@ class LocalBus(Bus):
                     .fetchall()
                 )
             )
-            first = queue not in self._listeners
             self._listeners[queue] = (time.monotonic(), [r[0] for r in rows])
             if first:
-                self._wake(queue)
+                self._wake(queue)  # the publish that found no list yet still wakes them
 
         if not self._closed:
-            task = asyncio.get_running_loop().create_task(refresh())
+            first = queue not in self._listeners
+            # Placeholder so a burst of publishes schedules one refresh, not one each.
             self._listeners.setdefault(queue, (time.monotonic(), []))
+            task = asyncio.get_running_loop().create_task(refresh())
             task.add_done_callback(_log_task_failure)
 
     # -- publishing ------------------------------------------------------------------------------
@@ -434,9 +435,18 @@ class LocalBus(Bus):
         return deliveries
 
     def _next_due(self, conn: sqlite3.Connection, spec: QueueSpec) -> float | None:
+        """When something may next become claimable (a lock expiring, a retry or schedule due)."""
+        if spec.sessions:
+            # Only session heads can be claimed. SQLite returns the bare column of the row that
+            # holds MIN(seq) in each group, i.e. each head's available_at.
+            ready = (
+                "SELECT MIN(t) AS t FROM (SELECT available_at AS t, MIN(seq) FROM messages"
+                " WHERE queue = :q AND state = 0 GROUP BY session_id)"
+            )
+        else:
+            ready = "SELECT MIN(available_at) AS t FROM messages WHERE queue = :q AND state = 0"
         row = conn.execute(
-            "SELECT MIN(t) FROM (SELECT MIN(available_at) AS t FROM messages"
-            " WHERE queue = :q AND state = 0 UNION ALL"
+            f"SELECT MIN(t) FROM ({ready} UNION ALL"  # noqa: S608 - constant fragments
             " SELECT MIN(due_at) FROM scheduled WHERE queue = :q)",
             {"q": spec.name},
         ).fetchone()
@@ -729,6 +739,7 @@ class LocalReceiver(Receiver):
             )
 
         await self._bus._write(op)
+        self._bus._listeners.pop(spec.name, None)  # this process's publishers see us at once
         self._registered = True
 
     def _on_readable(self) -> None:
@@ -748,10 +759,17 @@ class LocalReceiver(Receiver):
         deadline = time.monotonic() + max(timeout, 0.0)
         spec = self._spec
         while True:
+            if self._closed:
+                return []
             self._wakeup.clear()
             got: list[LocalDelivery] = await self._bus._write(
                 lambda c, now: self._bus._claim(c, now, spec, max_messages)
             )
+            if self._closed:
+                # Closed while claiming: hand the claims straight back rather than orphan them.
+                for delivery in got:
+                    await delivery.release()
+                return []
             if got:
                 return list(got)
             remaining = deadline - time.monotonic()
@@ -770,6 +788,7 @@ class LocalReceiver(Receiver):
         if self._closed:
             return
         self._closed = True
+        self._wakeup.set()  # a receive waiting for messages returns now, empty-handed
         self._bus._receivers.discard(self)
         if self._sock is not None:
             with contextlib.suppress(Exception):
