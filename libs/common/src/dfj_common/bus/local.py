@@ -749,6 +749,10 @@ class LocalReceiver(Receiver):
                 self._sock.recv(64)
         self._wakeup.set()
 
+    def is_closed(self) -> bool:
+        """A method, not an attribute read: it may change while ``receive`` awaits."""
+        return self._closed
+
     async def receive(self, max_messages: int, *, timeout: float) -> list[Delivery]:
         if self._closed:
             raise BusError("receiver is closed")
@@ -759,13 +763,13 @@ class LocalReceiver(Receiver):
         deadline = time.monotonic() + max(timeout, 0.0)
         spec = self._spec
         while True:
-            if self._closed:
+            if self.is_closed():
                 return []
             self._wakeup.clear()
             got: list[LocalDelivery] = await self._bus._write(
                 lambda c, now: self._bus._claim(c, now, spec, max_messages)
             )
-            if self._closed:
+            if self.is_closed():
                 # Closed while claiming: hand the claims straight back rather than orphan them.
                 for delivery in got:
                     await delivery.release()
