@@ -31,6 +31,7 @@ __all__ = [
     "build_worker_service",
     "database_check",
     "install_stop_signals",
+    "run_worker",
     "serve",
     "setup_process",
 ]
@@ -148,3 +149,17 @@ def database_check(database: Database) -> Check:
         await database.run(lambda conn: conn.execute(sa.text("SELECT 1")).scalar(), write=False)
 
     return check
+
+
+Bootstrap = Callable[..., Awaitable[WorkerService]]
+
+
+async def run_worker(service: str, settings: Settings, bootstrap: Bootstrap) -> None:
+    """A worker process from start to exit: logging, telemetry, signals, serve, drain."""
+    telemetry = setup_process(service, settings)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    try:
+        await serve(await bootstrap(settings, telemetry=telemetry), stop)
+    finally:
+        telemetry.shutdown()
