@@ -19,7 +19,7 @@ async def main(settings: Settings) -> None:
     telemetry = setup_process(SERVICE, settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    runner = web.AppRunner(create_app(settings, environ=os.environ), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.bind_host, settings.gateway_port)
     await site.start()

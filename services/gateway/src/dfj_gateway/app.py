@@ -1,37 +1,65 @@
-"""Composition root of the gateway: ``create_app(settings, bus=...)`` builds the aiohttp app.
+"""Composition root of the gateway: ``create_app(settings, ...)`` builds the aiohttp app.
 
 The gateway never calls Jira or Discord and never writes to the database; it verifies what
-arrives, publishes it to the bus and answers. Shared state lives on the app under typed keys,
-and the bus it opens itself is closed by a cleanup context (no module-level singletons).
+arrives, publishes it to the bus and answers. Shared state lives on the app under typed keys;
+what the app opens itself (bus, database, HTTP client for signing keys, secret store) is closed
+by its cleanup contexts, and what the caller passes in stays the caller's (no singletons).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
+import aiohttp
 from aiohttp import web
 
 from dfj_common.bus import Bus, open_bus
+from dfj_common.clock import Clock, SystemClock
 from dfj_common.config import Settings
 from dfj_common.health import run_checks
+from dfj_common.secrets import EnvelopeCipher, SecretStore, open_secret_store
 from dfj_common.service import database_check
 from dfj_common.storage import Database
+from dfj_gateway.middleware import error_middleware
 
-__all__ = ["BUS", "DATABASE", "SETTINGS", "create_app"]
+__all__ = [
+    "BUS",
+    "CIPHER",
+    "CLOCK",
+    "DATABASE",
+    "HTTP",
+    "SECRETS",
+    "SETTINGS",
+    "create_app",
+]
 
 SERVICE: Final = "gateway"
 SETTINGS: Final = web.AppKey("settings", Settings)
 BUS: Final = web.AppKey("bus", Bus)
 DATABASE: Final = web.AppKey("database", Database)
+CLOCK: Final = web.AppKey("clock", Clock)
+SECRETS: Final = web.AppKey("secrets", SecretStore)
+CIPHER: Final = web.AppKey("cipher", EnvelopeCipher)
+HTTP: Final = web.AppKey("http", aiohttp.ClientSession)  # signing-key fetches only
+
+DEFAULT_BODY_LIMIT: Final = 256 * 1024
 
 
 def create_app(
-    settings: Settings, *, bus: Bus | None = None, database: Database | None = None
+    settings: Settings,
+    *,
+    bus: Bus | None = None,
+    database: Database | None = None,
+    clock: Clock | None = None,
+    secrets: SecretStore | None = None,
+    http: aiohttp.ClientSession | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> web.Application:
-    """The gateway's app; what is passed in is owned (and closed) by the caller."""
-    app = web.Application(client_max_size=1024 * 1024)
+    """The gateway's app; whatever is passed in is owned (and closed) by the caller."""
+    app = web.Application(client_max_size=DEFAULT_BODY_LIMIT, middlewares=[error_middleware])
     app[SETTINGS] = settings
+    app[CLOCK] = clock or SystemClock()
     if bus is not None:
         app[BUS] = bus
     else:
@@ -40,8 +68,18 @@ def create_app(
         app[DATABASE] = database
     else:
         app.cleanup_ctx.append(_database_context)
+    if secrets is not None:
+        app[SECRETS] = secrets
+        app[CIPHER] = EnvelopeCipher(secrets, clock=app[CLOCK])
+    else:
+        app.cleanup_ctx.append(_secrets_context(environ or {}))
+    if http is not None:
+        app[HTTP] = http
+    else:
+        app.cleanup_ctx.append(_http_context)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    # Route groups register themselves here (each module owns its routes and their kinds).
     return app
 
 
@@ -54,10 +92,30 @@ async def _bus_context(app: web.Application) -> AsyncIterator[None]:
 
 async def _database_context(app: web.Application) -> AsyncIterator[None]:
     # The gateway only reads (installations, cached metadata); it never writes.
-    database = Database.open(app[SETTINGS])
+    database = Database.open(app[SETTINGS], clock=app[CLOCK])
     app[DATABASE] = database
     yield
     await database.close()
+
+
+def _secrets_context(
+    environ: Mapping[str, str],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        store = open_secret_store(app[SETTINGS], environ, clock=app[CLOCK])
+        app[SECRETS] = store
+        app[CIPHER] = EnvelopeCipher(store, clock=app[CLOCK])
+        yield
+        await store.close()
+
+    return context
+
+
+async def _http_context(app: web.Application) -> AsyncIterator[None]:
+    timeout = aiohttp.ClientTimeout(total=5, connect=2)
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        app[HTTP] = session
+        yield
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,0 +1,40 @@
+"""Event types the gateway publishes, with their queues and session keys.
+
+The workers own what the events mean; this module only names them, so a grep finds every
+producer. Each type has a schema version that grows when its ``data`` changes shape.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["SCHEMA_VERSIONS", "SOURCE"]
+
+SOURCE: Final = "dfj-gateway"
+
+# Jira → jira-events (session: "<clientKey>:<issueId>", lifecycle: "<clientKey>")
+JIRA_INSTALLED: Final = "jira.lifecycle.installed"
+JIRA_UNINSTALLED: Final = "jira.lifecycle.uninstalled"
+JIRA_ENABLED: Final = "jira.lifecycle.enabled"
+JIRA_DISABLED: Final = "jira.lifecycle.disabled"
+JIRA_WEBHOOK: Final = "jira.webhook"
+
+# Discord → jira-commands or linker
+DISCORD_COMMAND: Final = "discord.command"
+DISCORD_COMPONENT: Final = "discord.component"
+DISCORD_MODAL_SUBMIT: Final = "discord.modal_submit"
+
+# Browser → linker
+LINK_OAUTH_CALLBACK: Final = "link.oauth_callback"
+
+SCHEMA_VERSIONS: Final = {
+    JIRA_INSTALLED: 1,
+    JIRA_UNINSTALLED: 1,
+    JIRA_ENABLED: 1,
+    JIRA_DISABLED: 1,
+    JIRA_WEBHOOK: 1,
+    DISCORD_COMMAND: 1,
+    DISCORD_COMPONENT: 1,
+    DISCORD_MODAL_SUBMIT: 1,
+    LINK_OAUTH_CALLBACK: 1,
+}
