@@ -536,17 +536,23 @@ class LocalBus(Bus):
                     " AND lock_token IS NOT NULL AND available_at <= ?",
                     (name, now),
                 ).fetchone()[0]
-                waiting = conn.execute(
-                    "SELECT COUNT(*) FROM scheduled WHERE queue = ?", (name,)
-                ).fetchone()[0]
+                # A scheduled message that is due counts as active (and as enqueued when due)
+                # even before a receiver's claim has moved it into the queue.
+                due, waiting, first_due = conn.execute(
+                    "SELECT COALESCE(SUM(due_at <= :now), 0), COALESCE(SUM(due_at > :now), 0),"
+                    " MIN(CASE WHEN due_at <= :now THEN due_at END)"
+                    " FROM scheduled WHERE queue = :q",
+                    {"now": now, "q": name},
+                ).fetchone()
+                oldest = [t for t in (r[4], first_due) if t is not None]
                 out.append(
                     QueueStats(
                         queue=name,
-                        active=int(r[0]) + int(expired_locks),
+                        active=int(r[0]) + int(expired_locks) + int(due),
                         scheduled=int(r[1]) + int(waiting),
                         locked=int(r[2]),
                         dead_lettered=int(r[3]),
-                        oldest_enqueued_at=r[4],
+                        oldest_enqueued_at=min(oldest) if oldest else None,
                     )
                 )
             return out
