@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 __all__ = ["error_middleware", "note"]
 
 _log: Final = structlog.get_logger("dfj.gateway.http")
-_NOTES: Final = "dfj_log_notes"
+_NOTES: Final = web.RequestKey("dfj_log_notes", dict[str, Any])
 
 
 def note(request: web.Request, **fields: Any) -> None:
