@@ -80,6 +80,15 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     # Route groups register themselves here (each module owns its routes and their kinds).
+    # Imported here: the route modules read this module's app keys (an import cycle otherwise).
+    from dfj_gateway.browser import setup_browser_routes
+    from dfj_gateway.discord import setup_discord_routes
+
+    setup_discord_routes(app, environ=environ)
+    setup_browser_routes(app, environ=environ)
+    from dfj_gateway.jira import setup_jira_routes  # here, not on top: jira/ imports app's keys
+
+    setup_jira_routes(app)
     return app
 
 

@@ -1,0 +1,297 @@
+"""Gateway benchmark: verified Discord interactions/s and verified Jira webhooks/s.
+
+Each request is really signed (Ed25519 for Discord, HS256 + qsh for Jira), verified by the real
+gateway process (``python -m dfj_gateway``), published durably on the local bus and answered.
+The baseline is a bare aiohttp handler that reads the body and answers, on the same machine in
+the same run, driven by the same load generator from a separate process.
+
+Cases: saturated throughput (64 connections, closed loop) and latency at a paced 1,000
+requests/s. Targets (from the gateway issue): interactions ratio ≥ 0.45 of the bare handler,
+p99 ≤ 10 ms at 1,000 requests/s, gateway peak RSS ≤ 120 MB. They are reported, not asserted.
+
+    python bench/gateway.py [--requests N] [--rate R] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+CLIENT_KEY = "bench-client-key-0001"
+SHARED_SECRET = "bench-shared-secret-of-at-least-32-bytes!"
+WEBHOOK_PATH = "/jira/webhooks/issue-updated"
+CONNECTIONS = 64
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the bare baseline ------------------------------------------------------------------------
+
+
+def run_bare(port: int) -> None:
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"type": 5})
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+def discord_requests(count: int, seed_hex: str) -> list[tuple[str, bytes, dict[str, str]]]:
+    from dfj_sandbox.discord_signing import DiscordSigner, InteractionFactory
+
+    signer = DiscordSigner.from_seed(seed_hex)
+    factory = InteractionFactory()
+    out = []
+    for n in range(count):
+        body = factory.slash("jira", subcommand="issue", options={"key": f"BENCH-{n}"})
+        raw, headers = signer.signed(body)
+        out.append(("/discord/interactions", raw, headers))
+    return out
+
+
+def jira_requests(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
+    from dfj_sandbox.jira_signing import auth_header, sign_request
+
+    out = []
+    now = time.time()
+    for n in range(count):
+        body = {
+            "webhookEvent": "jira:issue_updated",
+            "issue_event_type_name": "issue_generic",
+            "timestamp": int(now * 1000),
+            "issue": {
+                "id": str(10_000 + n % 500),
+                "key": f"BENCH-{n % 500}",
+                "fields": {"project": {"id": "10000", "key": "BENCH"}},
+            },
+            "changelog": {"id": str(n), "items": [{"field": "status", "fieldId": "status"}]},
+        }
+        token = sign_request(
+            SHARED_SECRET, client_key=CLIENT_KEY, method="POST", path=WEBHOOK_PATH, now=now
+        )
+        headers = {
+            **auth_header(token),
+            "Content-Type": "application/json",
+            "X-Atlassian-Webhook-Identifier": f"bench-{n}",
+            "X-Atlassian-Webhook-Retry": "0",
+        }
+        out.append((WEBHOOK_PATH, json.dumps(body).encode(), headers))
+    return out
+
+
+async def drive(
+    base: str, requests: list[tuple[str, bytes, dict[str, str]]], rate: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    sem = asyncio.Semaphore(CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(path: str, body: bytes, headers: dict[str, str]) -> None:
+            try:
+                started = time.perf_counter()
+                async with session.post(base + path, data=body, headers=headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] = statuses.get(resp.status, 0) + 1
+                latencies.append(time.perf_counter() - started)
+            finally:
+                sem.release()
+
+        interval = 1.0 / rate if rate > 0 else 0.0
+        tasks = []
+        start = time.perf_counter()
+        for i, (path, body, headers) in enumerate(requests):
+            if interval:
+                delay = start + i * interval - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await sem.acquire()
+            tasks.append(asyncio.ensure_future(one(path, body, headers)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    lat = sorted(latencies)
+    return {
+        "rps": len(lat) / elapsed,
+        "p50_ms": 1000 * statistics.median(lat),
+        "p99_ms": 1000 * lat[max(int(len(lat) * 0.99) - 1, 0)],
+        "statuses": statuses,
+    }
+
+
+def run_load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> None:
+    requests = jira_requests(count) if kind == "jira" else discord_requests(count, seed_hex)
+    # Warm the connections and the server's caches first; the numbers are the steady state.
+    asyncio.run(drive(base, requests[: min(200, count // 10)], 0))
+    print(json.dumps(asyncio.run(drive(base, requests[min(200, count // 10) :], rate))))
+
+
+def load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--role", "load", base, kind, str(count), str(rate), seed_hex],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+# -- the gateway under test ---------------------------------------------------------------------
+
+
+async def seed(workdir: Path, kek: str) -> str:
+    from dfj_common.secrets import EnvelopeCipher, EnvSecretStore, make_aad
+    from dfj_common.storage import Database
+    from dfj_common.storage.migrate import upgrade
+    from dfj_common.storage.repositories import Installations
+
+    url = f"sqlite:///{workdir / 'dfj.sqlite'}"
+    await asyncio.to_thread(upgrade, url)
+    cipher = EnvelopeCipher(EnvSecretStore({"DFJ_KEK": kek}, env_file=None))
+    sealed = await cipher.seal(
+        SHARED_SECRET.encode(), aad=make_aad(CLIENT_KEY, "connect-shared-secret")
+    )
+    async with Database.open(url) as db:
+        await Installations(db).save_connect(
+            CLIENT_KEY, base_url="https://bench.atlassian.net", shared_secret_ciphertext=sealed
+        )
+    return url
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/readyz") -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):  # noqa: S310
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("server did not become ready")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--role", default="main")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("rest", nargs="*")
+    args = parser.parse_args()
+    if args.role == "bare":
+        run_bare(int(args.rest[0]))
+        return
+    if args.role == "load":
+        base, kind, count, rate, seed_hex = args.rest
+        run_load(base, kind, int(count), float(rate), seed_hex)
+        return
+
+    from dfj_sandbox.discord_signing import DiscordSigner
+
+    seed_hex = os.urandom(32).hex()
+    kek = base64.b64encode(os.urandom(32)).decode()
+    with tempfile.TemporaryDirectory(prefix="dfj-bench-gw-") as tmp:
+        workdir = Path(tmp)
+        db_url = asyncio.run(seed(workdir, kek))
+        bare_port, gw_port = free_port(), free_port()
+        bare = subprocess.Popen([sys.executable, __file__, "--role", "bare", str(bare_port)])
+        env = {
+            **os.environ,
+            "DFJ_GATEWAY_PORT": str(gw_port),
+            "DFJ_PUBLIC_URL": f"http://127.0.0.1:{gw_port}",
+            "DFJ_BUS_PATH": str(workdir / "bus.sqlite"),
+            "DFJ_DATABASE_URL": db_url,
+            "DFJ_DISCORD_PUBLIC_KEY": DiscordSigner.from_seed(seed_hex).public_key_hex,
+            "DFJ_DISCORD_APPLICATION_ID": "1300000000000000001",
+            "DFJ_KEK": kek,
+            "DFJ_STATE_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
+            "DFJ_LOG_LEVEL": "warning",
+        }
+        gateway = subprocess.Popen(
+            [sys.executable, "-m", "dfj_gateway"], env=env, cwd=workdir, stdout=subprocess.DEVNULL
+        )
+        try:
+            wait_ready(gw_port, gateway)
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", bare_port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            bare_url, gw_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{gw_port}"
+            n, paced = args.requests, int(args.rate * args.seconds)
+            print(f"gateway benchmark — {n} requests saturated, {paced} paced, {os.cpu_count()} cores")
+            results = {
+                "bare": load(bare_url, "discord", n, 0, seed_hex),
+                "discord": load(gw_url, "discord", n, 0, seed_hex),
+                "jira": load(gw_url, "jira", n, 0, seed_hex),
+                "bare_paced": load(bare_url, "discord", paced, args.rate, seed_hex),
+                "discord_paced": load(gw_url, "discord", paced, args.rate, seed_hex),
+                "jira_paced": load(gw_url, "jira", paced, args.rate, seed_hex),
+            }
+            rss = peak_rss_mb(gateway.pid)
+        finally:
+            for proc in (gateway, bare):
+                proc.terminate()
+                proc.wait(timeout=30)
+    base = results["bare"]["rps"]
+    print(f"{'case':<44}{'req/s':>9}{'x bare':>8}{'p50 ms':>9}{'p99 ms':>9}  statuses")
+    labels = {
+        "bare": "bare aiohttp handler (saturated)",
+        "discord": "Discord interactions, verified + published",
+        "jira": "Jira webhooks, verified + published",
+        "bare_paced": f"bare handler at {args.rate:.0f}/s",
+        "discord_paced": f"Discord interactions at {args.rate:.0f}/s",
+        "jira_paced": f"Jira webhooks at {args.rate:.0f}/s",
+    }
+    for key, label in labels.items():
+        r = results[key]
+        ratio = f"{r['rps'] / base:.2f}" if not key.endswith("paced") else "-"
+        print(
+            f"{label:<44}{r['rps']:>9.0f}{ratio:>8}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            f"  {r['statuses']}"
+        )
+    ratio = results["discord"]["rps"] / base
+    worst_p99 = max(results["discord_paced"]["p99_ms"], results["jira_paced"]["p99_ms"])
+    print(f"target interactions >= 0.45x bare: {ratio:.2f}x {'PASS' if ratio >= 0.45 else 'FAIL'}")
+    print(
+        f"target p99 <= 10 ms at {args.rate:.0f}/s: {worst_p99:.2f} ms "
+        f"{'PASS' if worst_p99 <= 10 else 'FAIL'}"
+    )
+    print(f"target gateway peak RSS <= 120 MB: {rss:.0f} MB {'PASS' if rss <= 120 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()
