@@ -188,7 +188,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/readyz") 
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
                 return
         except OSError:
             time.sleep(0.05)
@@ -252,7 +252,9 @@ def main() -> None:
                     time.sleep(0.05)
             bare_url, gw_url = f"http://127.0.0.1:{bare_port}", f"http://127.0.0.1:{gw_port}"
             n, paced = args.requests, int(args.rate * args.seconds)
-            print(f"gateway benchmark — {n} requests saturated, {paced} paced, {os.cpu_count()} cores")
+            print(
+                f"gateway benchmark — {n} requests saturated, {paced} paced, {os.cpu_count()} cores"
+            )
             results = {
                 "bare": load(bare_url, "discord", n, 0, seed_hex),
                 "discord": load(gw_url, "discord", n, 0, seed_hex),

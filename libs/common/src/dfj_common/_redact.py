@@ -19,6 +19,7 @@ nothing).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta
@@ -110,6 +111,19 @@ def classify_key(key: object) -> KeyKind | None:
         text = key if isinstance(key, str) else str(key)
     except Exception:
         return None
+    return _classify_name(text) if len(text) <= _CACHED_KEY_LENGTH else _classify_uncached(text)
+
+
+_CACHED_KEY_LENGTH: Final = 128
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify_name(text: str) -> KeyKind | None:
+    # Log lines reuse a few dozen key names; judging each once keeps redaction cheap.
+    return _classify_uncached(text)
+
+
+def _classify_uncached(text: str) -> KeyKind | None:
     # Dotted attribute names (``http.request.header.authorization``) are judged by the whole
     # name for secrets and by their last segment for content.
     whole = _normalise(text)
@@ -210,9 +224,18 @@ _TEXT_RULES: Final[tuple[_Rule, ...]] = (
 )
 
 
+# Every rule above needs one of these to match: a separator (``:`` or ``=``), an ``@``, a dot
+# (JWTs, bot tokens), white space (``Bearer x``), or 128 characters (a hex signature). Most log
+# values (routes, ids, methods, UUIDs) have none of them and skip the rules altogether.
+_MAY_MATCH: Final = re.compile(r"[:=@.\s]")
+_HEX_SIGNATURE_LENGTH: Final = 128
+
+
 def redact_text(text: str) -> str:
     """``text`` with every secret-, token- and email-shaped substring replaced."""
     try:
+        if len(text) < _HEX_SIGNATURE_LENGTH and _MAY_MATCH.search(text) is None:
+            return text
         for pattern, replacement in _TEXT_RULES:
             text = pattern.sub(replacement, text)
         return text

@@ -75,6 +75,17 @@ _LEVELS: Final = {
 _INTERNAL: Final = frozenset({"exc_info", "stack_info"})
 # Marks the handler configure_logging installed, so a second call replaces it.
 _HANDLER_NAME: Final = "dfj-structlog"
+# Values our own processors put there (clock, level, logger, service, trace ids): not input.
+_OURS: Final = frozenset({"timestamp", "level", "logger", "service", "trace_id", "span_id"})
+_ADDED_AT_FORMAT: Final = frozenset({"exception", "stack"})
+_REDACTED_MARK: Final = "_dfj_redacted"
+
+
+def _mark_redacted(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    event_dict[_REDACTED_MARK] = True
+    return event_dict
+
+
 # Loggers that are chatty at INFO (the Azure SDK logs every HTTP request it makes).
 _QUIET: Final = ("azure.core.pipeline.policies.http_logging_policy",)
 
@@ -87,8 +98,18 @@ def redact_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDic
     """
     try:
         out: EventDict = {}
+        # A structlog event was redacted before it became a record; at the formatter only what
+        # was added since (a rendered traceback) needs a look. Stdlib records get the full pass.
+        done = event_dict.get(_REDACTED_MARK) is True
         for key, value in event_dict.items():
-            if key.startswith("_") or key in _INTERNAL:
+            if key == _REDACTED_MARK:
+                continue
+            if (
+                key.startswith("_")
+                or key in _INTERNAL
+                or key in _OURS
+                or (done and key not in _ADDED_AT_FORMAT)
+            ):
                 out[key] = value
             elif key == "event":
                 out[key] = redact_value(value)
@@ -208,6 +229,7 @@ def configure_logging(
             # Redacted before the event becomes a LogRecord, so any other handler on the root
             # logger (pytest's capture, a vendor's) sees a clean event too.
             redact_event_dict,
+            _mark_redacted,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

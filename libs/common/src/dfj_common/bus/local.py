@@ -36,11 +36,13 @@ import os
 import secrets
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any, Final, TypeVar
 
 from dfj_common.bus import _local_schema as schema
@@ -65,13 +67,23 @@ Op = Callable[[sqlite3.Connection, float], Any]
 _BEGIN_RETRY_LIMIT: Final = 30.0  # seconds a writer waits for the file's write lock
 _LISTENER_TTL: Final = 1.0  # seconds a process trusts its cached list of listeners
 _DEDUPE_PURGE_EVERY: Final = 60.0
+_MAX_BATCH: Final = 2000  # operations in one transaction
 
 
 @dataclass
 class _Pending:
-    op: Op
+    op: Op | _Insert
     future: asyncio.Future[Any]
     wakes: str | None  # queue whose listeners to wake after commit
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """A publish waiting for the next commit; all of a batch's publishes are written together."""
+
+    spec: QueueSpec
+    messages: Sequence[OutgoingMessage]
+    at: float | None  # None: visible at once
 
 
 class LocalBus(Bus):
@@ -95,8 +107,9 @@ class LocalBus(Bus):
         self.poll_interval = poll_interval
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dfj-bus")
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[_Pending] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._queue: SimpleQueue[_Pending | None] = SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._wconn: sqlite3.Connection | None = None
         self._closed = False
         self._listeners: dict[str, tuple[float, list[str]]] = {}
         self._notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -126,6 +139,8 @@ class LocalBus(Bus):
             poll_interval=poll_interval,
         )
         await bus._call(bus._connect)
+        bus._writer = threading.Thread(target=bus._write_loop, name="dfj-bus-writer", daemon=True)
+        bus._writer.start()
         bus._checkpointer = asyncio.get_running_loop().create_task(bus._checkpoint_loop())
         return bus
 
@@ -143,14 +158,19 @@ class LocalBus(Bus):
     def path(self) -> Path:
         return self._path
 
-    def _connect(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+    def _open_connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=0")
         self._retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA journal_size_limit=67108864")
         conn.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
+
+    def _connect(self) -> None:
+        """Two connections: reads on the executor thread, writes on the writer thread."""
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._open_connection()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version < schema.SCHEMA_VERSION:
             self._begin(conn)
@@ -160,6 +180,7 @@ class LocalBus(Bus):
             conn.execute(f"PRAGMA user_version={schema.SCHEMA_VERSION}")
             conn.execute("COMMIT")
         self._conn = conn
+        self._wconn = self._open_connection()
 
     @staticmethod
     def _retry_locked(fn: Callable[[], T]) -> T:
@@ -185,60 +206,85 @@ class LocalBus(Bus):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn)
 
-    async def _write(self, op: Op, *, wakes: str | None = None) -> Any:
+    async def _write(self, op: Op | _Insert, *, wakes: str | None = None) -> Any:
         """Queue ``op`` for the next group-committed transaction and wait for its result."""
-        if self._closed:
+        if self._closed or self._writer is None:
             raise BusError("the bus is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Pending(op, future, wakes))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush_loop())
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Pending(op, future, wakes))
         return await future
 
-    async def _flush_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending, []
+    def _write_loop(self) -> None:
+        """The writer thread: take everything queued, commit it as one transaction, repeat.
+
+        It does not wait for the event loop to pick up one batch's results before it starts
+        the next, so a busy loop delays only the answers, never the commits behind them.
+        """
+        while (item := self._queue.get()) is not None:
+            batch = [item]
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)  # finish this batch, then stop
+                    break
+                batch.append(more)
+            error: BaseException | None = None
+            results: list[tuple[bool, Any]] = []
             try:
-                results = await loop.run_in_executor(self._executor, self._run_batch, batch)
-            except BaseException as exc:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(
-                            exc if isinstance(exc, Exception) else BusError(str(exc))
-                        )
-                if not isinstance(exc, Exception):
-                    raise
+                results = self._run_batch(batch)
+            except BaseException as exc:  # every waiter must hear of the failure
+                error = exc
+            loop = batch[0].future.get_loop()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(self._deliver, batch, results, error)
+
+    def _deliver(
+        self, batch: list[_Pending], results: list[tuple[bool, Any]], error: BaseException | None
+    ) -> None:
+        if error is not None:
+            failure = error if isinstance(error, Exception) else BusError(str(error))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+            return
+        woken: set[str] = set()
+        for item, (ok, value) in zip(batch, results, strict=True):
+            if item.future.done():
                 continue
-            woken: set[str] = set()
-            for item, (ok, value) in zip(batch, results, strict=True):
-                if item.future.done():
-                    continue
-                if ok:
-                    item.future.set_result(value)
-                    if item.wakes is not None and value:
-                        woken.add(item.wakes)
-                else:
-                    item.future.set_exception(value)
-            for queue in woken:
-                self._wake(queue)
+            if ok:
+                item.future.set_result(value)
+                if item.wakes is not None and value:
+                    woken.add(item.wakes)
+            else:
+                item.future.set_exception(value)
+        for name in woken:
+            self._wake(name)
 
     def _run_batch(self, batch: list[_Pending]) -> list[tuple[bool, Any]]:
-        conn = self._require_conn()
+        conn = self._wconn
+        if conn is None:
+            raise BusError("the bus is not open")
         now = self._clock.now()
         self._begin(conn)
-        results: list[tuple[bool, Any]] = []
+        results: list[tuple[bool, Any]] = [(True, None)] * len(batch)
         try:
-            for item in batch:
-                conn.execute("SAVEPOINT op")
+            inserts = [(i, item.op) for i, item in enumerate(batch) if isinstance(item.op, _Insert)]
+            if inserts:
+                counts = self._insert_many(conn, now, [op for _, op in inserts])
+                for (i, _), count in zip(inserts, counts, strict=True):
+                    results[i] = (True, count)
+            for i, item in enumerate(batch):
+                if isinstance(item.op, _Insert):
+                    continue
+                # No savepoints: an op refuses (LockLost, ValueError) before it writes anything,
+                # and a database error rolls the whole batch back and fails every waiter.
                 try:
-                    results.append((True, item.op(conn, now)))
-                    conn.execute("RELEASE op")
-                except (LockLost, ValueError, sqlite3.IntegrityError) as exc:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((False, exc))
+                    results[i] = (True, item.op(conn, now))
+                except (LockLost, ValueError) as exc:
+                    results[i] = (False, exc)
             if now - self._last_purge > _DEDUPE_PURGE_EVERY:
                 conn.execute("DELETE FROM dedupe WHERE expires_at <= ?", (now,))
                 self._last_purge = now
@@ -305,32 +351,39 @@ class LocalBus(Bus):
         for message in messages:
             _check_session(spec, message)
         if messages:
-            await self._write(lambda c, now: self._insert(c, now, spec, messages, now), wakes=queue)
+            await self._write(_Insert(spec, list(messages), None), wakes=queue)
 
     async def schedule(self, queue: str, message: OutgoingMessage, *, at: float) -> None:
         spec = self.spec(queue)
         _check_session(spec, message)
-        await self._write(lambda c, now: self._insert(c, now, spec, [message], at), wakes=queue)
+        await self._write(_Insert(spec, [message], at), wakes=queue)
 
     @staticmethod
-    def _insert(
-        conn: sqlite3.Connection,
-        now: float,
-        spec: QueueSpec,
-        messages: Sequence[OutgoingMessage],
-        available_at: float,
-    ) -> int:
-        inserted = 0
-        for m in messages:
-            if spec.duplicate_window > 0:
-                cur = conn.execute(
-                    "INSERT INTO dedupe (queue, message_id, expires_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (queue, message_id) DO UPDATE"
-                    " SET expires_at = excluded.expires_at WHERE dedupe.expires_at <= ?",
-                    (spec.name, m.message_id, now + spec.duplicate_window, now),
-                )
-                if cur.rowcount == 0:
-                    continue  # seen within the window: drop, as Service Bus does
+    def _insert_many(conn: sqlite3.Connection, now: float, inserts: Sequence[_Insert]) -> list[int]:
+        """Write every publish of a batch with a handful of statements (not a few per message).
+
+        Each statement releases and re-takes the GIL, and the event loop holds it meanwhile;
+        so the number of statements per commit, not their size, sets a busy publisher's pace.
+        Returns, per insert, how many of its messages became visible at once (for wake-ups).
+        """
+        fresh: list[tuple[int, QueueSpec, OutgoingMessage, float]] = []
+        seen: set[tuple[str, str]] = set()
+        for index, ins in enumerate(inserts):
+            for m in ins.messages:
+                key = (ins.spec.name, m.message_id)
+                if ins.spec.duplicate_window > 0:
+                    if key in seen:
+                        continue  # the same id twice in one batch: the first one wins
+                    seen.add(key)
+                fresh.append((index, ins.spec, m, now if ins.at is None else max(ins.at, now)))
+        known = _recent_ids(conn, now, {k for k in seen})
+        rows_now: list[tuple[Any, ...]] = []
+        rows_later: list[tuple[Any, ...]] = []
+        remembered: list[tuple[str, str, float]] = []
+        counts = [0] * len(inserts)
+        for index, spec, m, available_at in fresh:
+            if (spec.name, m.message_id) in known:
+                continue  # seen within the window: drop, as Service Bus does
             row = (
                 spec.name,
                 m.message_id,
@@ -340,19 +393,31 @@ class LocalBus(Bus):
                 m.content_type,
             )
             if available_at <= now:
-                conn.execute(
-                    "INSERT INTO messages (queue, message_id, session_id, body, properties,"
-                    " content_type, enqueued_at, available_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*row, now, now),
-                )
+                rows_now.append((*row, now, now))
+                counts[index] += 1
             else:
-                conn.execute(
-                    "INSERT INTO scheduled (queue, message_id, session_id, body, properties,"
-                    " content_type, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (*row, available_at),
-                )
-            inserted += 1
-        return inserted if available_at <= now else 0
+                rows_later.append((*row, available_at))
+            if spec.duplicate_window > 0:
+                remembered.append((spec.name, m.message_id, now + spec.duplicate_window))
+        _insert_rows(
+            conn,
+            "INSERT INTO messages (queue, message_id, session_id, body, properties,"
+            " content_type, enqueued_at, available_at) VALUES ",
+            rows_now,
+        )
+        _insert_rows(
+            conn,
+            "INSERT INTO scheduled (queue, message_id, session_id, body, properties,"
+            " content_type, due_at) VALUES ",
+            rows_later,
+        )
+        _insert_rows(
+            conn,
+            "INSERT INTO dedupe (queue, message_id, expires_at) VALUES ",
+            remembered,
+            " ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        return counts
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -585,15 +650,64 @@ class LocalBus(Bus):
         self._checkpoint_executor.shutdown(wait=True)
         for receiver in list(self._receivers):
             await receiver.close()
-        while self._flusher is not None and not self._flusher.done():
-            await self._flusher
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self._queue.put(None)  # after everything already queued
+            await asyncio.get_running_loop().run_in_executor(self._executor, writer.join)
+            await asyncio.sleep(0)  # let the last batch's answers be delivered
         self._closed = True
-        conn = self._conn
-        if conn is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, conn.close)
+        loop = asyncio.get_running_loop()
+        for conn in (self._conn, self._wconn):
+            if conn is not None:
+                await loop.run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
         self._notify_sock.close()
+
+
+_ROWS_PER_STATEMENT: Final = 100  # below SQLite's limits on VALUES terms and bound parameters
+
+
+def _insert_rows(
+    conn: sqlite3.Connection,
+    head: str,
+    rows: Sequence[tuple[Any, ...]],
+    tail: str = "",
+) -> None:
+    """Insert ``rows`` with multi-row VALUES statements.
+
+    ``executemany`` steps once per row, and every step hands the GIL to the event loop and back;
+    one statement for a hundred rows is one hand-off.
+    """
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        one = "(" + ",".join("?" * len(chunk[0])) + ")"
+        conn.execute(
+            head + ",".join([one] * len(chunk)) + tail,
+            [value for row in chunk for value in row],
+        )
+
+
+def _recent_ids(
+    conn: sqlite3.Connection, now: float, keys: set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Which (queue, message id) pairs were published within their dedupe window."""
+    found: set[tuple[str, str]] = set()
+    by_queue: dict[str, list[str]] = {}
+    for queue, message_id in keys:
+        by_queue.setdefault(queue, []).append(message_id)
+    for queue, ids in by_queue.items():
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit, with room
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                (queue, row[0])
+                for row in conn.execute(
+                    "SELECT message_id FROM dedupe WHERE queue = ? AND expires_at > ?"  # noqa: S608
+                    f" AND message_id IN ({marks})",
+                    (queue, now, *chunk),
+                )
+            )
+    return found
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:

@@ -44,6 +44,7 @@ from dfj_gateway.discord import interactions as ix
 from dfj_gateway.discord import responses as rs
 from dfj_gateway.discord.replay import ReplayGuard
 from dfj_gateway.discord.verify import SIGNATURE_HEADER, TIMESTAMP_HEADER, InteractionVerifier
+from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
 from dfj_gateway.settings import GatewaySettings
 
@@ -63,6 +64,8 @@ class DiscordState:
     settings: GatewaySettings
     verifier: InteractionVerifier | None
     replay: ReplayGuard
+    connections: ReadCache[str, GuildConnection]
+    metadata: ReadCache[tuple[str, str, str], CachedValue]
 
 
 DISCORD: Final = web.AppKey("discord_interactions", DiscordState)
@@ -85,6 +88,9 @@ def setup_discord_routes(app: web.Application, *, environ: Mapping[str, str] | N
         replay=ReplayGuard(
             window=window, max_entries=gateway.discord_replay_cache_size, clock=clock
         ),
+        # A guild's connection changes on /jira connect or disconnect; 30 s is soon enough.
+        connections=ReadCache(clock, ttl=30.0, miss_ttl=5.0),
+        metadata=ReadCache(clock, ttl=10.0, miss_ttl=5.0),
     )
     app.router.add_post(INTERACTIONS_PATH, interactions)
 
@@ -117,15 +123,23 @@ async def _bounded(request: web.Request, what: str, work: Awaitable[T]) -> tuple
 async def _connection(request: web.Request, guild_id: str | None) -> GuildConnection | None:
     if guild_id is None:
         return None
+    connections = GuildConnections(request.app[DATABASE])
     _, found = await _bounded(
-        request, "guild connection", GuildConnections(request.app[DATABASE]).get(guild_id)
+        request,
+        "guild connection",
+        request.app[DISCORD].connections.get(guild_id, lambda: connections.get(guild_id)),
     )
     return found
 
 
 async def _cached(request: web.Request, client_key: str, ref: ix.CacheRef) -> Any:
     cache = MetadataCache(request.app[DATABASE])
-    _, entry = await _bounded(request, "metadata cache", cache.get(client_key, ref.kind, ref.key))
+    key = (client_key, ref.kind, ref.key)
+    _, entry = await _bounded(
+        request,
+        "metadata cache",
+        request.app[DISCORD].metadata.get(key, lambda: cache.get(client_key, ref.kind, ref.key)),
+    )
     return entry.value if isinstance(entry, CachedValue) else None
 
 

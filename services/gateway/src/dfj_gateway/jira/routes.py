@@ -78,6 +78,7 @@ from dfj_gateway.jira.payloads import (
 from dfj_gateway.jira.qsh import CONTEXT_QSH, qsh
 from dfj_gateway.jira.sites import site_allowed
 from dfj_gateway.jira.tenants import SecretCache, SecretCacheOptions, seal_shared_secret
+from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
 
 __all__ = [
@@ -166,6 +167,9 @@ class JiraState:
     secrets: SecretCache
     installations: Installations
     base_path: str
+    # Installation rows change on install, enable, disable and uninstall; a few seconds' delay
+    # before a change is seen spares a database read on every webhook.
+    installation_cache: ReadCache[str, Installation]
 
 
 JIRA_OPTIONS: Final = web.AppKey("jira_options", JiraOptions)
@@ -213,6 +217,7 @@ async def _jira_context(app: web.Application) -> AsyncIterator[None]:
         secrets=SecretCache(app[CLOCK], options.secret_cache),
         installations=Installations(app[DATABASE]),
         base_path=_base_path(settings.public_url),
+        installation_cache=ReadCache(app[CLOCK], ttl=5.0, miss_ttl=1.0),
     )
     yield
     await keys.close()
@@ -297,10 +302,20 @@ async def _verify(request: web.Request, route: JiraRoute, body: bytes) -> Verifi
         )
         return Verified(claims=claims, kid=unverified.kid, token=token, body=body, now=now)
     unverified = read_unverified(token, expect_alg="HS256")
-    installation = await _installation(state, unverified.issuer)
-    secret = await _shared_secret(request, state, installation)
     expected = CONTEXT_QSH if route.auth is Auth.CONTEXT_QSH else _request_qsh(request, state)
-    claims = verify_hs256(unverified, secret, now=now, expected_qsh=expected)
+
+    async def attempt() -> tuple[Installation, Claims]:
+        installation = await _installation(state, unverified.issuer)
+        secret = await _shared_secret(request, state, installation)
+        return installation, verify_hs256(unverified, secret, now=now, expected_qsh=expected)
+
+    try:
+        installation, claims = await attempt()
+    except JiraAuthError:
+        # The cached row may be stale: a re-install rotated the secret, or the install landed
+        # a moment ago. Look once more, fresh from the database, before refusing.
+        state.installation_cache.invalidate(unverified.issuer)
+        installation, claims = await attempt()
     # The state is told only to a caller holding a valid token for this tenant.
     if installation.state not in route.states:
         raise JiraAuthError(f"installation {installation.state.value}")
@@ -309,7 +324,9 @@ async def _verify(request: web.Request, route: JiraRoute, body: bytes) -> Verifi
 
 async def _installation(state: JiraState, client_key: str) -> Installation:
     try:
-        installation = await state.installations.get(client_key)
+        installation = await state.installation_cache.get(
+            client_key, lambda: state.installations.get(client_key)
+        )
     except Exception as exc:  # any failure of the database is "try again later" to Jira
         _log.warning("installation lookup failed", error=type(exc).__name__)
         raise _Reject(503, "installations unavailable") from exc
