@@ -33,7 +33,7 @@ import aiohttp
 from aiohttp import web
 
 CLIENT_KEY = "bench-client-key-0001"
-SHARED_SECRET = "bench-shared-secret-of-at-least-32-bytes!"
+SHARED_SECRET = "bench-shared-secret-of-at-least-32-bytes!"  # noqa: S105 - a throwaway test value
 WEBHOOK_PATH = "/jira/webhooks/issue-updated"
 CONNECTIONS = 64
 
