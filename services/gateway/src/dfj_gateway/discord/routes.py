@@ -113,7 +113,9 @@ async def _bounded(request: web.Request, what: str, work: Awaitable[T]) -> tuple
     """(True, result) or (False, None) when the read failed or took too long."""
     timeout = request.app[DISCORD].settings.gateway_lookup_timeout_seconds
     try:
-        return True, await asyncio.wait_for(work, timeout)
+        # asyncio.timeout, not wait_for: no extra task per read on the hot path.
+        async with asyncio.timeout(timeout):
+            return True, await work
     except (TimeoutError, DfjError, SQLAlchemyError, OSError, RuntimeError) as exc:
         _log.warning("local read failed", what=what, error=type(exc).__name__)
         note(request, degraded=what)
@@ -302,10 +304,8 @@ async def _publish(
     )
     note(request, tenant=tenant, event_id=envelope.id, queue=action.queue)
     try:
-        await asyncio.wait_for(
-            request.app[BUS].publish_envelope(action.queue, envelope),
-            state.settings.gateway_publish_timeout_seconds,
-        )
+        async with asyncio.timeout(state.settings.gateway_publish_timeout_seconds):
+            await request.app[BUS].publish_envelope(action.queue, envelope)
     except (TimeoutError, DfjError, OSError) as exc:
         if interaction.id is not None:
             state.replay.forget(interaction.id)
