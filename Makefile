@@ -24,6 +24,7 @@ test-fast: setup
 
 bench: setup
 	$(UV) run --no-sync python bench/bus.py
+	$(UV) run --no-sync python bench/gateway.py
 
 lint: setup
 	$(UV) run --no-sync ruff check .

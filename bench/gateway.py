@@ -237,10 +237,14 @@ def main() -> None:
             "DFJ_DISCORD_APPLICATION_ID": "1300000000000000001",
             "DFJ_KEK": kek,
             "DFJ_STATE_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
-            "DFJ_LOG_LEVEL": "warning",
+            "DFJ_LOG_LEVEL": "info",  # as in production: one line per request
         }
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "dfj_gateway"], env=env, cwd=workdir, stdout=subprocess.DEVNULL
+            [sys.executable, "-m", "dfj_gateway"],
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_ready(gw_port, gateway)
