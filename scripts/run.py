@@ -8,12 +8,14 @@ stopped too and the exit status says so.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
 import signal
 import sys
 import urllib.request
+from pathlib import Path
 from typing import Final
 
 SERVICES: Final = (
@@ -47,7 +49,30 @@ def _ready(port: int) -> bool:
         return False
 
 
+def ensure_local_keys(env_file: Path) -> None:
+    """Give a one-machine install the keys it needs: a KEK and the OAuth state-signing key.
+
+    Generated once into ``.env`` (never overwritten, readable only by this user); operators
+    with Key Vault or their own environment set the same names and this does nothing.
+    """
+    have = env_file.read_text() if env_file.exists() else ""
+    missing = [
+        name
+        for name in ("DFJ_KEK", "DFJ_STATE_SIGNING_KEY")
+        if name not in os.environ and f"{name}=" not in have
+    ]
+    if not missing:
+        return
+    lines = [f"{name}={base64.b64encode(os.urandom(32)).decode()}" for name in missing]
+    prefix = "" if not have or have.endswith("\n") else "\n"
+    fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as out:
+        out.write(prefix + "\n".join(lines) + "\n")
+    print(f"wrote new {', '.join(missing)} to {env_file} (keep this file private)")
+
+
 async def main() -> int:
+    ensure_local_keys(Path(".env"))
     migrate = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dfj_common.cli", "migrate"
     )

@@ -26,7 +26,7 @@ def free_port() -> int:
 def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -> None:
     """All four services report ready; SIGINT stops every one of them and the launcher exits 0."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("DFJ_KEK", "DFJ_STATE_SIGNING_KEY")},
         "DFJ_GATEWAY_PORT": str(free_port()),
         "DFJ_JIRA_WORKER_PORT": str(free_port()),
         "DFJ_DISCORD_WORKER_PORT": str(free_port()),
@@ -58,6 +58,11 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
         prefixes = {x.split("|", 1)[0].strip() for x in lines if "|" in x}
         assert {"gateway", "jira-worker", "discord-worker", "linker"} <= prefixes
         assert (tmp_path / "dfj.sqlite").exists()  # migrated before the services started
+        env_file = tmp_path / ".env"
+        written = env_file.read_text()
+        assert "DFJ_KEK=" in written
+        assert "DFJ_STATE_SIGNING_KEY=" in written
+        assert env_file.stat().st_mode & 0o777 == 0o600
         children = [int(p) for p in subprocess.check_output(["pgrep", "-P", str(proc.pid)]).split()]
         assert len(children) == 4
         proc.send_signal(signal.SIGINT)
