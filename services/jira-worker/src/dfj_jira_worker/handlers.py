@@ -7,15 +7,16 @@ settlement (see ``dfj_common.runtime``). A type with no entry is dead-lettered a
 
 from __future__ import annotations
 
-from typing import Final
-
-from dfj_common.bus import JIRA_COMMANDS, JIRA_EVENTS
+from dfj_common.bus import JIRA_COMMANDS, JIRA_EVENTS, Bus
 from dfj_common.runtime import HandlerTable
+from dfj_common.storage import Database, Installations
+from dfj_jira_worker.lifecycle import Lifecycle
 
-JIRA_EVENTS_HANDLERS: Final[HandlerTable] = {}
-JIRA_COMMANDS_HANDLERS: Final[HandlerTable] = {}
 
-TABLES: Final = {
-    JIRA_EVENTS: JIRA_EVENTS_HANDLERS,
-    JIRA_COMMANDS: JIRA_COMMANDS_HANDLERS,
-}
+def build_tables(*, database: Database, bus: Bus) -> dict[str, HandlerTable]:
+    """Every consumed queue's table, wired to this process's database and bus."""
+    lifecycle = Lifecycle(installations=Installations(database), bus=bus)
+    return {
+        JIRA_EVENTS: {**lifecycle.table()},
+        JIRA_COMMANDS: {},
+    }
