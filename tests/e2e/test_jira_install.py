@@ -195,3 +195,10 @@ async def test_reinstall_overwrites_the_secret(world: World) -> None:
     await state_becomes(world, InstallationState.ENABLED)
     stats = {s.queue: s for s in await world.bus.stats()}[JIRA_EVENTS]
     assert (stats.active, stats.dead_lettered) == (0, 0)
+
+
+async def test_enabled_right_after_installed_is_not_lost(world: World) -> None:
+    """Jira's back-to-back installed + enabled both succeed, in that order, with no wait."""
+    assert await lifecycle(world, "installed", signed_install=True) == 204
+    assert await lifecycle(world, "enabled", signed_install=False) == 204
+    await state_becomes(world, InstallationState.ENABLED)

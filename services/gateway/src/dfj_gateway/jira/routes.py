@@ -37,6 +37,7 @@ retries — never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -149,6 +150,9 @@ class JiraRoute:
     max_body: int = 0
     content_type: str | None = None
     states: frozenset[InstallationState] = ACTIVE
+    # Jira posts `enabled` right after `installed` is answered, possibly before the jira-worker
+    # has stored the installation; such a route waits briefly for it instead of refusing.
+    await_install: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -315,11 +319,41 @@ async def _verify(request: web.Request, route: JiraRoute, body: bytes) -> Verifi
         # The cached row may be stale: a re-install rotated the secret, or the install landed
         # a moment ago. Look once more, fresh from the database, before refusing.
         state.installation_cache.invalidate(unverified.issuer)
-        installation, claims = await attempt()
+        installation, claims = await _attempt_while_installing(
+            attempt, state, unverified.issuer, route.await_install
+        )
     # The state is told only to a caller holding a valid token for this tenant.
     if installation.state not in route.states:
         raise JiraAuthError(f"installation {installation.state.value}")
     return Verified(claims=claims, installation=installation, token=token, body=body, now=now)
+
+
+AWAIT_INSTALL_SECONDS: Final = 3.0
+_AWAIT_INSTALL_STEP: Final = 0.1
+
+
+async def _attempt_while_installing(
+    attempt: Callable[[], Awaitable[tuple[Installation, Claims]]],
+    state: JiraState,
+    client_key: str,
+    patience: float,
+) -> tuple[Installation, Claims]:
+    """``attempt()``; while the site is still unknown, retry for up to ``patience`` seconds.
+
+    Only an *unknown installation* is worth waiting for (its installed event is on its way to
+    the database); every other refusal is final at once. The site is unknown before any
+    signature can be checked, so a made-up clientKey also waits: only routes that set
+    ``await_install`` (``enabled``) do this, for at most ``patience`` seconds.
+    """
+    deadline = asyncio.get_running_loop().time() + patience
+    while True:
+        try:
+            return await attempt()
+        except JiraAuthError as exc:
+            if exc.reason != "unknown installation" or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(_AWAIT_INSTALL_STEP)
+        state.installation_cache.invalidate(client_key)
 
 
 async def _installation(state: JiraState, client_key: str) -> Installation:
@@ -618,6 +652,7 @@ ROUTES: Final[tuple[JiraRoute, ...]] = (
         max_body=LIFECYCLE_BODY_LIMIT,
         content_type=JSON,
         states=NOT_UNINSTALLED,
+        await_install=AWAIT_INSTALL_SECONDS,
     ),
     JiraRoute(
         method="POST",
