@@ -16,7 +16,13 @@ from dfj_common.cli import run
 
 async def _prepare(path: Path) -> None:
     bus = await LocalBus.open(path)
-    await bus.publish(JIRA_COMMANDS, OutgoingMessage(body=b'{"a": 1}', message_id="m-1"))
+    await bus.publish(
+        JIRA_COMMANDS,
+        OutgoingMessage(
+            body=b'{"a": 1, "data": {"token": "aW50ZXJhY3Rpb246c2VjcmV0", "text": "hello there"}}',
+            message_id="m-1",
+        ),
+    )
     await bus.publish(JIRA_COMMANDS, OutgoingMessage(body=b"plain", message_id="m-2"))
     await bus.publish(JIRA_COMMANDS, OutgoingMessage(body=b"{}", message_id="m-3"))
     got = await bus.receiver(JIRA_COMMANDS).receive(3, timeout=2)
@@ -55,7 +61,9 @@ def test_dlq_list_show_and_replay(env: dict[str, str]) -> None:
     code, text = cli(env, "dlq", "show", JIRA_COMMANDS, "m-1")
     assert code == 0
     shown = json.loads(text)
-    assert shown["body"] == {"a": 1}
+    assert shown["body"] == {"a": 1, "data": {"token": "[REDACTED]", "text": "[CONTENT]"}}
+    assert "aW50ZXJhY3Rpb246c2VjcmV0" not in text
+    assert "hello there" not in text
     assert shown["description"] == "could not handle m-1"
     assert cli(env, "dlq", "show", JIRA_COMMANDS, "nope")[0] == 1
     code, text = cli(env, "dlq", "replay", JIRA_COMMANDS, "--id", "m-2")

@@ -2,7 +2,7 @@
 
     dfj migrate [--sql DIALECT]        upgrade the database (or print the T-SQL/SQL script)
     dfj dlq list QUEUE [--limit N]     dead-lettered messages, oldest first
-    dfj dlq show QUEUE MESSAGE_ID      one dead-lettered message, with its body
+    dfj dlq show QUEUE MESSAGE_ID      one dead-lettered message, its body redacted
     dfj dlq replay QUEUE (--all | --id ID ...)
     dfj bus stats                      active / scheduled / locked / dead-lettered per queue
 
@@ -23,6 +23,7 @@ from typing import TextIO
 from dfj_common.bus import Bus, open_bus
 from dfj_common.config import Settings
 from dfj_common.errors import DfjError
+from dfj_common.logging import redact_value
 
 __all__ = ["main"]
 
@@ -82,6 +83,9 @@ async def _dlq_show(bus: Bus, queue: str, message_id: str, out: TextIO) -> int:
                 body = json.loads(d.body)
             except ValueError:
                 body = d.body.decode("utf-8", "replace")
+            # Bodies carry interaction tokens and, for a few commands, message text: an operator
+            # sees the shape and ids, never those (replay still uses the stored original).
+            body = redact_value(body)
             shown = {
                 "queue": d.queue,
                 "message_id": d.message_id,

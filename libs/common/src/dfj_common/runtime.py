@@ -34,7 +34,7 @@ from typing import Any, Final
 import structlog
 from opentelemetry import metrics
 
-from dfj_common.bus.base import Bus, Delivery
+from dfj_common.bus.base import MAX_DELIVERY_REASON, Bus, Delivery
 from dfj_common.bus.topology import QueueSpec
 from dfj_common.clock import Clock, SystemClock
 from dfj_common.envelope import Envelope
@@ -277,7 +277,7 @@ class Worker:
         self._instruments.failed.add(1, self._instruments.attrs)
         reason = f"{type(exc).__name__}: {exc}"[:500]
         if delivery.deliveries_left <= 0:
-            await self._dead_letter(delivery, "MaxDeliveryCountExceeded", reason)
+            await self._dead_letter(delivery, MAX_DELIVERY_REASON, reason)
             return
         _log.warning("handler failed; retrying", delay=round(delay, 3), error=type(exc).__name__)
         if await self._settle_quietly(delivery.retry(delay, reason=reason), "retried"):

@@ -51,6 +51,9 @@ class WorkerService:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
+TablesFactory = Callable[[Database, Bus], Mapping[str, HandlerTable]]
+
+
 def setup_process(service: str, settings: Settings) -> Telemetry:
     """Once per process, before anything logs: redacting structured logs and telemetry."""
     configure_logging(service=service, level=settings.log_level, fmt=settings.log_format)
@@ -98,7 +101,7 @@ async def build_worker_service(
     name: str,
     settings: Settings,
     port: int,
-    tables: Mapping[str, HandlerTable],
+    tables: Mapping[str, HandlerTable] | TablesFactory,
     bus: Bus | None = None,
     database: Database | None = None,
     extra_checks: Mapping[str, Check] | None = None,
@@ -108,8 +111,9 @@ async def build_worker_service(
 ) -> WorkerService:
     """The common shape of a worker: one :class:`Worker` per consumed queue, plus probes.
 
-    ``tables`` maps each queue the service consumes to its handler table; the bus and the
-    database are opened from the settings unless given (then the caller closes them).
+    ``tables`` maps each queue the service consumes to its handler table, or builds that map
+    from the database and bus once they are open. The bus and the database are opened from the
+    settings unless given (then the caller closes them).
     """
     owned: list[Callable[[], Awaitable[None]]] = list(closers)
     if bus is None:
@@ -118,6 +122,8 @@ async def build_worker_service(
     if database is None:
         database = Database.open(settings)
         owned.append(database.close)
+    if callable(tables):
+        tables = tables(database, bus)
     meter: metrics.Meter | None = None
     span_factory = None
     if telemetry is not None:

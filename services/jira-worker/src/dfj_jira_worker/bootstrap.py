@@ -5,9 +5,7 @@ Tests call it with a bus and a database of their own (and then close them themse
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-from dfj_common.bus import Bus, open_bus
+from dfj_common.bus import Bus
 from dfj_common.config import Settings
 from dfj_common.service import WorkerService, build_worker_service
 from dfj_common.storage import Database
@@ -25,20 +23,12 @@ async def bootstrap(
     telemetry: Telemetry | None = None,
 ) -> WorkerService:
     """The jira-worker process: its queue consumers, wired to its bus and database."""
-    closers: list[Callable[[], Awaitable[None]]] = []
-    if bus is None:
-        bus = await open_bus(settings)
-        closers.append(bus.close)
-    if database is None:
-        database = Database.open(settings)
-        closers.append(database.close)
     return await build_worker_service(
         name=SERVICE,
         settings=settings,
         port=settings.jira_worker_port,
-        tables=build_tables(database=database, bus=bus),
+        tables=build_tables,
         bus=bus,
         database=database,
-        closers=closers,
         telemetry=telemetry,
     )

@@ -13,7 +13,7 @@ from dfj_common.storage import Database, Installations
 from dfj_jira_worker.lifecycle import Lifecycle
 
 
-def build_tables(*, database: Database, bus: Bus) -> dict[str, HandlerTable]:
+def build_tables(database: Database, bus: Bus) -> dict[str, HandlerTable]:
     """Every consumed queue's table, wired to this process's database and bus."""
     lifecycle = Lifecycle(installations=Installations(database), bus=bus)
     return {

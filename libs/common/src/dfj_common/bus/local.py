@@ -376,7 +376,7 @@ class LocalBus(Bus):
                         continue  # the same id twice in one batch: the first one wins
                     seen.add(key)
                 fresh.append((index, ins.spec, m, now if ins.at is None else max(ins.at, now)))
-        known = _recent_ids(conn, now, {k for k in seen})
+        known = _recent_ids(conn, now, seen)
         rows_now: list[tuple[Any, ...]] = []
         rows_later: list[tuple[Any, ...]] = []
         remembered: list[tuple[str, str, float]] = []

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
@@ -31,7 +31,6 @@ from urllib.parse import quote
 
 import structlog
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from dfj_common.bus.topology import LINKER
 from dfj_common.envelope import Envelope, deterministic_id
@@ -54,6 +53,7 @@ from dfj_gateway.browser.state import (
 from dfj_gateway.discord.replay import TtlCache
 from dfj_gateway.events import LINK_OAUTH_CALLBACK, SCHEMA_VERSIONS, SOURCE
 from dfj_gateway.middleware import json_error, note
+from dfj_gateway.reads import bounded
 from dfj_gateway.settings import STATE_SIGNING_KEY_SECRET, GatewaySettings
 
 __all__ = ["BROWSER", "STATUS_PATH", "BrowserState", "setup_browser_routes"]
@@ -227,18 +227,6 @@ def _status(
     return web.json_response(body, status=status, headers=headers)
 
 
-async def _bounded(request: web.Request, work: Awaitable[T]) -> tuple[bool, T | None]:
-    timeout = request.app[BROWSER].settings.gateway_lookup_timeout_seconds
-    try:
-        # asyncio.timeout, not wait_for: no extra task per read on the hot path.
-        async with asyncio.timeout(timeout):
-            return True, await work
-    except (TimeoutError, DfjError, SQLAlchemyError, OSError, RuntimeError) as exc:
-        _log.warning("local read failed", what="user link", error=type(exc).__name__)
-        note(request, degraded="user link")
-        return False, None
-
-
 def _is_linked(link: UserLink | None, ticket: StatusTicket) -> bool:
     if link is None:
         return False
@@ -283,7 +271,12 @@ async def link_status(request: web.Request) -> web.Response:
     if cached is not None:
         return _status(cached, retry_after=poll if cached["status"] == "pending" else None)
     links = UserLinks(request.app[DATABASE])
-    ok, link = await _bounded(request, links.get_by_account(ticket.client_key, ticket.account_id))
+    ok, link = await bounded(
+        request,
+        "user link",
+        links.get_by_account(ticket.client_key, ticket.account_id),
+        timeout=request.app[BROWSER].settings.gateway_lookup_timeout_seconds,
+    )
     body: dict[str, Any] = {"status": "pending", "retry_after": poll}
     if ok and _is_linked(link, ticket):
         body = {"status": "linked"}

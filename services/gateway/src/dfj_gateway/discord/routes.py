@@ -28,7 +28,6 @@ from typing import Any, Final, TypeVar
 
 import structlog
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from dfj_common.errors import DfjError
 from dfj_common.storage.repositories import (
@@ -46,6 +45,7 @@ from dfj_gateway.discord.replay import ReplayGuard
 from dfj_gateway.discord.verify import SIGNATURE_HEADER, TIMESTAMP_HEADER, InteractionVerifier
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
+from dfj_gateway.reads import TooLarge, bounded, read_capped
 from dfj_gateway.settings import GatewaySettings
 
 __all__ = ["DISCORD", "INTERACTIONS_PATH", "DiscordState", "setup_discord_routes"]
@@ -54,7 +54,6 @@ T = TypeVar("T")
 _log: Final = structlog.get_logger("dfj.gateway.discord")
 
 INTERACTIONS_PATH: Final = "/discord/interactions"
-_CHUNK: Final = 64 * 1024
 
 
 @dataclass(kw_only=True)
@@ -99,27 +98,17 @@ async def read_limited(request: web.Request, limit: int) -> bytes | None:
     """The raw body, or None when it is longer than ``limit`` bytes (read no further)."""
     if request.content_length is not None and request.content_length > limit:
         return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _bounded(request: web.Request, what: str, work: Awaitable[T]) -> tuple[bool, T | None]:
-    """(True, result) or (False, None) when the read failed or took too long."""
-    timeout = request.app[DISCORD].settings.gateway_lookup_timeout_seconds
     try:
-        # asyncio.timeout, not wait_for: no extra task per read on the hot path.
-        async with asyncio.timeout(timeout):
-            return True, await work
-    except (TimeoutError, DfjError, SQLAlchemyError, OSError, RuntimeError) as exc:
-        _log.warning("local read failed", what=what, error=type(exc).__name__)
-        note(request, degraded=what)
-        return False, None
+        return await read_capped(request.content, limit)
+    except TooLarge:
+        return None
+
+
+def _bounded(
+    request: web.Request, what: str, work: Awaitable[T]
+) -> Awaitable[tuple[bool, T | None]]:
+    timeout = request.app[DISCORD].settings.gateway_lookup_timeout_seconds
+    return bounded(request, what, work, timeout=timeout)
 
 
 async def _connection(request: web.Request, guild_id: str | None) -> GuildConnection | None:

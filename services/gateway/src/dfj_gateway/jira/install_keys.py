@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from dfj_common.clock import Clock
-from dfj_gateway.jira._io import TooLarge, read_capped
 from dfj_gateway.jira.connect_jwt import JiraAuthError
+from dfj_gateway.reads import TooLarge, read_capped
 
 __all__ = ["KID_PATTERN", "InstallKeyOptions", "InstallKeys"]
 

@@ -60,7 +60,6 @@ from dfj_common.storage import Installation, InstallationKind, Installations, In
 from dfj_gateway import events
 from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SETTINGS
 from dfj_gateway.jira import paths
-from dfj_gateway.jira._io import TooLarge, read_capped
 from dfj_gateway.jira.connect_jwt import (
     Claims,
     JiraAuthError,
@@ -81,6 +80,7 @@ from dfj_gateway.jira.sites import site_allowed
 from dfj_gateway.jira.tenants import SecretCache, SecretCacheOptions, seal_shared_secret
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
+from dfj_gateway.reads import TooLarge, read_capped
 
 __all__ = [
     "JIRA_OPTIONS",
