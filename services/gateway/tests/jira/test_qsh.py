@@ -9,14 +9,14 @@ import jwt
 import pytest
 from yarl import URL
 
-from dfj_gateway.jira.connect_jwt import read_unverified, verify_hs256
-from dfj_gateway.jira.qsh import (
+from dfj_common.qsh import (
     canonical_request,
     canonical_request_for_url,
     percent_encode,
     qsh,
     qsh_for_url,
 )
+from dfj_gateway.jira.connect_jwt import read_unverified, verify_hs256
 
 
 def test_every_interop_vector_is_reproduced(qsh_vectors: dict[str, Any]) -> None:

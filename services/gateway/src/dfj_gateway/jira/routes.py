@@ -55,6 +55,7 @@ from aiohttp import web
 from dfj_common.bus import JIRA_EVENTS
 from dfj_common.envelope import Envelope, deterministic_id
 from dfj_common.errors import ConfigError, TransientError
+from dfj_common.qsh import CONTEXT_QSH, qsh
 from dfj_common.secrets import SecretError
 from dfj_common.storage import Installation, InstallationKind, Installations, InstallationState
 from dfj_gateway import events
@@ -75,7 +76,6 @@ from dfj_gateway.jira.payloads import (
     lifecycle_body,
     webhook_data,
 )
-from dfj_gateway.jira.qsh import CONTEXT_QSH, qsh
 from dfj_gateway.jira.sites import site_allowed
 from dfj_gateway.jira.tenants import SecretCache, SecretCacheOptions, seal_shared_secret
 from dfj_gateway.lookups import ReadCache
