@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -80,3 +81,15 @@ def test_malformed_envelopes_are_rejected_with_a_reason(raw: bytes, reason: str)
     with pytest.raises(MalformedMessage) as info:
         Envelope.decode(raw)
     assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "parts", [("a",), ("discord-interaction", "1300000000000000001"), ("x", "é", "z" * 300)]
+)
+def test_deterministic_id_is_rfc4122_uuid5(parts: tuple[str, ...]) -> None:
+    """The fast derivation is exactly uuid5 over the parts joined by the unit separator."""
+    from dfj_common.envelope import _NAMESPACE
+
+    expected = uuid.uuid5(_NAMESPACE, "\x1f".join(parts))
+    assert deterministic_id(*parts) == str(expected)
+    assert uuid.UUID(deterministic_id(*parts)).version == 5

@@ -356,6 +356,57 @@ class TestConfiguredPipeline:
         assert lines[2]["access_token"] == REDACTED
         assert find_leaks(output, KNOWN) == []
 
+    # pytest's own log capture formats the raw traceback; our stream must not.
+    @pytest.mark.leaks_allowed
+    @pytest.mark.parametrize("fmt", ["json", "console"])
+    def test_alone_our_events_skip_the_stdlib_and_render_the_same(
+        self, sio: io.StringIO, fmt: str
+    ) -> None:
+        """With only our handler on the root (production), the line is written directly.
+
+        It must be the very line the stdlib route renders: same fields, same redaction, same
+        traceback handling. pytest's own handlers are set aside for the direct half.
+        """
+        clock = ManualClock(start=1_700_000_000.0)
+        configure_logging(service="w", fmt=fmt, stream=sio, clock=clock)  # type: ignore[arg-type]
+        root = logging.getLogger()
+        ours = [h for h in root.handlers if h.get_name() == "dfj-structlog"]
+        others = [h for h in root.handlers if h not in ours]
+        records: list[logging.LogRecord] = []
+
+        class Count(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(record)
+
+        def emit() -> None:
+            log = structlog.get_logger("dfj.test")
+            log.info("linked", user=EMAIL_ADDRESS, token=BOT_TOKEN, n=3, ms=1.5, ok=True)
+            try:
+                raise ValueError(f"rejected Bot {BOT_TOKEN}")
+            except ValueError:
+                log.exception("send failed", route="/x")
+
+        for handler in others:
+            root.removeHandler(handler)
+        try:
+            emit()
+        finally:
+            for handler in others:
+                root.addHandler(handler)
+        direct = sio.getvalue()
+        sio.seek(0)
+        sio.truncate()
+        counter = Count()
+        root.addHandler(counter)
+        try:
+            emit()
+        finally:
+            root.removeHandler(counter)
+        assert len(records) == 2  # the second time, the stdlib route ran
+        assert direct == sio.getvalue()
+        assert direct.count("\n") >= 2 and "rejected Bot" in direct
+        assert find_leaks(direct, KNOWN) == []
+
     def test_other_root_handlers_see_our_events_redacted(self, sio: io.StringIO) -> None:
         """A second handler on the root logger gets our events already redacted."""
         seen: list[logging.LogRecord] = []

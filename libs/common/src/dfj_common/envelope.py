@@ -13,12 +13,14 @@ interaction id, event id + subscription id), which is what lets the bus drop dup
 
 from __future__ import annotations
 
-import json
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
+
+import orjson
 
 from dfj_common.errors import MalformedMessage
 
@@ -26,6 +28,7 @@ __all__ = ["SPEC_VERSION", "Envelope", "deterministic_id"]
 
 SPEC_VERSION: Final = "1.0"
 _NAMESPACE: Final = uuid.UUID("6f1c4f3e-5d5b-4c1e-9a59-0d6e3b7f2a10")
+_NAMESPACE_BYTES: Final = _NAMESPACE.bytes
 _KNOWN: Final = frozenset(
     {
         "specversion",
@@ -49,7 +52,13 @@ def deterministic_id(*parts: str) -> str:
     """A stable UUID (v5) from the parts that identify an event, e.g. webhook id + subscription."""
     if not parts or any(not p for p in parts):
         raise ValueError("deterministic_id needs at least one non-empty part")
-    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+    # uuid.uuid5, without building a UUID object: the gateway derives one per request.
+    name = "\x1f".join(parts).encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,14 +106,14 @@ class Envelope:
 
     def encode(self) -> bytes:
         """Structured-mode JSON bytes (``application/cloudevents+json``)."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Envelope:
         """Parse and validate; anything off raises :class:`MalformedMessage` with a reason."""
         try:
-            obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            obj = orjson.loads(raw)
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
             raise MalformedMessage("envelope is not JSON", reason="EnvelopeNotJson") from exc
         if not isinstance(obj, dict):
             raise MalformedMessage("envelope is not a JSON object", reason="EnvelopeNotObject")

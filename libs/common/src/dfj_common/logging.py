@@ -24,6 +24,8 @@ unredacted).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import sys
 from collections.abc import Iterator
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TextIO
 
+import orjson
 import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -38,7 +41,9 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 from dfj_common._redact import (
     CONTENT,
     EMAIL,
+    PLACEHOLDERS,
     REDACTED,
+    classify_key,
     redact_keyed,
     redact_mapping,
     redact_text,
@@ -78,6 +83,7 @@ _HANDLER_NAME: Final = "dfj-structlog"
 # Values our own processors put there (clock, level, logger, service, trace ids): not input.
 _OURS: Final = frozenset({"timestamp", "level", "logger", "service", "trace_id", "span_id"})
 _ADDED_AT_FORMAT: Final = frozenset({"exception", "stack"})
+_UNJUDGED: Final = _INTERNAL | _OURS
 _REDACTED_MARK: Final = "_dfj_redacted"
 
 
@@ -100,24 +106,41 @@ def redact_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDic
         out: EventDict = {}
         # A structlog event was redacted before it became a record; at the formatter only what
         # was added since (a rendered traceback) needs a look. Stdlib records get the full pass.
-        done = event_dict.get(_REDACTED_MARK) is True
+        if event_dict.get(_REDACTED_MARK) is True:
+            for key, value in event_dict.items():
+                if key in _ADDED_AT_FORMAT:
+                    out[key] = _field(key, value)
+                elif key != _REDACTED_MARK:
+                    out[key] = value
+            return out
         for key, value in event_dict.items():
-            if key == _REDACTED_MARK:
-                continue
-            if (
-                key.startswith("_")
-                or key in _INTERNAL
-                or key in _OURS
-                or (done and key not in _ADDED_AT_FORMAT)
-            ):
+            if key in _UNJUDGED or key.startswith("_"):
                 out[key] = value
             elif key == "event":
                 out[key] = redact_value(value)
             else:
-                out[redact_text(key)] = redact_keyed(key, value)
+                out[_clean_key(key)] = _field(key, value)
         return out
     except Exception:
         return {"event": "[log event could not be redacted]"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _clean_key(key: str) -> str:
+    # Field names repeat from line to line; each is scrubbed once.
+    return redact_text(key)
+
+
+def _field(key: str, value: object) -> object:
+    """``redact_keyed``, with the shapes of almost every field (text, numbers) inlined."""
+    kind = type(value)
+    if kind is str:
+        judged = classify_key(key)
+        return redact_text(value) if judged is None else PLACEHOLDERS[judged]  # type: ignore[arg-type]
+    if kind is int or kind is float:
+        judged = classify_key(key)
+        return value if judged is None or judged == "secret" else PLACEHOLDERS[judged]
+    return redact_keyed(key, value)
 
 
 def bind_message_context(
@@ -197,18 +220,18 @@ def configure_logging(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             )
         )
-        renderer = structlog.processors.JSONRenderer(sort_keys=False, default=_json_default)
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
     else:
         # Formatted here (not by ConsoleRenderer) so the traceback text is redacted too.
         final.append(structlog.processors.format_exc_info)
         renderer = structlog.dev.ConsoleRenderer(colors=_isatty(out))
     final += [redact_event_dict, renderer]
-
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=final,
     )
     handler = logging.StreamHandler(out)
+    direct = _DirectWriter(handler, final[1:])  # the same chain, minus the record bookkeeping
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 
@@ -230,7 +253,7 @@ def configure_logging(
             # logger (pytest's capture, a vendor's) sees a clean event too.
             redact_event_dict,
             _mark_redacted,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            direct,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
@@ -281,6 +304,53 @@ def _add_trace_context(_logger: WrappedLogger, _method: str, event_dict: EventDi
         event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
         event_dict.setdefault("span_id", format(context.span_id, "016x"))
     return event_dict
+
+
+def _dumps(obj: Any, **_kw: Any) -> str:
+    return orjson.dumps(obj, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class _DirectWriter:
+    """The last structlog processor: render our own event and write it, when nobody else listens.
+
+    Handing an event to the standard library costs two ``LogRecord``s, a frame walk and the
+    handler plumbing — most of a log line's price, on every request. When our handler is the
+    only one (production), the event runs through the formatter's own final chain here and is
+    written under the handler's lock: the same line, at about half the cost. When anything
+    else listens (pytest's capture, a vendor's handler), the event goes the stdlib way, so
+    every listener still sees it.
+    """
+
+    def __init__(self, handler: logging.StreamHandler[TextIO], chain: list[Processor]) -> None:
+        self._handler = handler
+        self._chain = chain
+
+    def __call__(
+        self, logger: WrappedLogger, method: str, event_dict: EventDict
+    ) -> tuple[tuple[EventDict], dict[str, dict[str, Any]]]:
+        handlers = logging.root.handlers
+        if (
+            len(handlers) != 1
+            or handlers[0] is not self._handler
+            or getattr(logger, "handlers", None)
+        ):
+            return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(
+                logger, method, event_dict
+            )
+        rendered: Any = event_dict
+        for processor in self._chain:
+            rendered = processor(logger, method, rendered)
+        handler = self._handler
+        with handler.lock or contextlib.nullcontext():
+            try:
+                handler.stream.write(f"{rendered}\n")
+                handler.stream.flush()
+            except (
+                OSError,
+                ValueError,
+            ):  # a closed or broken stream: drop the line, as logging does
+                pass
+        raise structlog.DropEvent
 
 
 def _json_default(value: object) -> object:

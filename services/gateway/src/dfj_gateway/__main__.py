@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from dfj_common.config import Settings
-from dfj_common.service import install_stop_signals, setup_process
+from dfj_common.service import install_stop_signals, run_main, setup_process
 from dfj_gateway.app import SERVICE, create_app
 
 _log = structlog.get_logger("dfj.gateway")
@@ -33,4 +33,4 @@ async def main(settings: Settings) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Settings.from_env(os.environ)))
+    run_main(main(Settings.from_env(os.environ)))

@@ -35,6 +35,16 @@ class ReadCache(Generic[K, V]):
         self._entries: OrderedDict[K, tuple[float, V | None]] = OrderedDict()
         self._loading: dict[K, asyncio.Future[V | None]] = {}
 
+    def peek(self, key: K) -> tuple[bool, V | None]:
+        """``(True, value)`` when ``key`` is cached and fresh, without awaiting anything.
+
+        The hot path: a hit needs no coroutine, no timeout and no task switch.
+        """
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > self._clock.monotonic():
+            return True, hit[1]
+        return False, None
+
     async def get(self, key: K, load: Callable[[], Awaitable[V | None]]) -> V | None:
         """The cached value for ``key``, or ``load()``'s (errors are not cached)."""
         now = self._clock.monotonic()

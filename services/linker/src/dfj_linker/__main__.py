@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from dfj_common.config import Settings
-from dfj_common.service import run_worker
+from dfj_common.service import run_main, run_worker
 from dfj_linker.bootstrap import SERVICE, bootstrap
 
 if __name__ == "__main__":
-    asyncio.run(run_worker(SERVICE, Settings.from_env(os.environ), bootstrap))
+    run_main(run_worker(SERVICE, Settings.from_env(os.environ), bootstrap))

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import os
 import secrets
 import socket
@@ -44,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any, Final, TypeVar
+
+import orjson
 
 from dfj_common.bus import _local_schema as schema
 from dfj_common.bus.base import (
@@ -389,7 +390,7 @@ class LocalBus(Bus):
                 m.message_id,
                 m.session_id,
                 m.body,
-                json.dumps(dict(m.properties), separators=(",", ":")),
+                orjson.dumps(dict(m.properties)).decode(),
                 m.content_type,
             )
             if available_at <= now:
@@ -492,7 +493,7 @@ class LocalBus(Bus):
                     message_id=message_id,
                     session_id=session_id,
                     body=body,
-                    properties=json.loads(props),
+                    properties=orjson.loads(props),
                     delivery_count=count,
                     enqueued_at=enqueued_at,
                 )
@@ -547,7 +548,7 @@ class LocalBus(Bus):
                     message_id=r[1],
                     session_id=r[2],
                     body=r[3],
-                    properties=json.loads(r[4]),
+                    properties=orjson.loads(r[4]),
                     delivery_count=r[5],
                     reason=r[6] or "",
                     description=r[7] or "",

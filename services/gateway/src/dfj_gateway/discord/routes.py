@@ -21,11 +21,11 @@ reads; the jira-worker writes drafts and caches, the linker writes links and con
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -114,6 +114,9 @@ def _bounded(
 async def _connection(request: web.Request, guild_id: str | None) -> GuildConnection | None:
     if guild_id is None:
         return None
+    cached, value = request.app[DISCORD].connections.peek(guild_id)
+    if cached:
+        return value
     connections = GuildConnections(request.app[DATABASE])
     _, found = await _bounded(
         request,
@@ -124,8 +127,11 @@ async def _connection(request: web.Request, guild_id: str | None) -> GuildConnec
 
 
 async def _cached(request: web.Request, client_key: str, ref: ix.CacheRef) -> Any:
-    cache = MetadataCache(request.app[DATABASE])
     key = (client_key, ref.kind, ref.key)
+    cached, hit = request.app[DISCORD].metadata.peek(key)
+    if cached:
+        return hit.value if isinstance(hit, CachedValue) else None
+    cache = MetadataCache(request.app[DATABASE])
     _, entry = await _bounded(
         request,
         "metadata cache",
@@ -166,7 +172,7 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
     if request.content_type != "application/json":
         raise _Refused(415, "expected application/json", "content type is not JSON")
     try:
-        obj = json.loads(body)
+        obj = orjson.loads(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise _Refused(400, "malformed JSON", "body is not JSON") from None
     try:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -393,7 +393,7 @@ async def _shared_secret(
 
 def _json_object(body: bytes) -> Mapping[str, Any]:
     try:
-        parsed = json.loads(body)
+        parsed = orjson.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, deep nesting
         raise _Reject(400, "body is not valid JSON") from exc
     if not isinstance(parsed, dict):
