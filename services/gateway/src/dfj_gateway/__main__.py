@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from dfj_common.config import Settings
-from dfj_common.service import install_stop_signals, run_main, setup_process
+from dfj_common.service import install_stop_signals, run_main, settle_heap, setup_process
 from dfj_gateway.app import SERVICE, create_app
 
 _log = structlog.get_logger("dfj.gateway")
@@ -23,6 +23,7 @@ async def main(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.bind_host, settings.gateway_port)
     await site.start()
+    settle_heap()
     _log.info("started", service="gateway", port=settings.gateway_port)
     try:
         await stop.wait()

@@ -21,8 +21,9 @@ reads; the jira-worker writes drafts and caches, the linker writes links and con
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -41,8 +42,15 @@ from dfj_common.storage.repositories import (
 from dfj_gateway.app import BUS, CLOCK, DATABASE, SETTINGS
 from dfj_gateway.discord import interactions as ix
 from dfj_gateway.discord import responses as rs
+from dfj_gateway.discord.offload import SignatureChecker
 from dfj_gateway.discord.replay import ReplayGuard
-from dfj_gateway.discord.verify import SIGNATURE_HEADER, TIMESTAMP_HEADER, InteractionVerifier
+from dfj_gateway.discord.verify import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    InteractionVerifier,
+    Rejection,
+    signed_message,
+)
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
 from dfj_gateway.reads import TooLarge, bounded, read_capped
@@ -62,6 +70,7 @@ class DiscordState:
 
     settings: GatewaySettings
     verifier: InteractionVerifier | None
+    signatures: SignatureChecker | None
     replay: ReplayGuard
     connections: ReadCache[str, GuildConnection]
     metadata: ReadCache[tuple[str, str, str], CachedValue]
@@ -81,9 +90,11 @@ def setup_discord_routes(app: web.Application, *, environ: Mapping[str, str] | N
         if settings.discord_public_key
         else None
     )
+    signatures = SignatureChecker(verifier.key) if verifier is not None else None
     app[DISCORD] = DiscordState(
         settings=gateway,
         verifier=verifier,
+        signatures=signatures,
         replay=ReplayGuard(
             window=window, max_entries=gateway.discord_replay_cache_size, clock=clock
         ),
@@ -91,7 +102,17 @@ def setup_discord_routes(app: web.Application, *, environ: Mapping[str, str] | N
         connections=ReadCache(clock, ttl=30.0, miss_ttl=5.0),
         metadata=ReadCache(clock, ttl=10.0, miss_ttl=5.0),
     )
+    if signatures is not None:
+        app.cleanup_ctx.append(partial(_signature_thread, signatures))
     app.router.add_post(INTERACTIONS_PATH, interactions)
+
+
+async def _signature_thread(
+    signatures: SignatureChecker, _app: web.Application
+) -> AsyncIterator[None]:
+    signatures.start()
+    yield
+    await signatures.close()
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes | None:
@@ -162,13 +183,19 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
     body = await read_limited(request, state.settings.discord_max_body_bytes)
     if body is None:
         raise _Refused(413, "request body too large", "body too large")
-    rejection = state.verifier.check(
+    headers = state.verifier.headers(
         signature=request.headers.get(SIGNATURE_HEADER),
         timestamp=request.headers.get(TIMESTAMP_HEADER),
-        body=body,
     )
-    if rejection is not None:
-        raise _Refused(401, _UNAUTHORIZED, str(rejection))
+    if isinstance(headers, Rejection):
+        raise _Refused(401, _UNAUTHORIZED, str(headers))
+    raw_signature, timestamp = headers
+    assert state.signatures is not None  # set with the verifier
+    if not await state.signatures.valid(signed_message(timestamp, body), raw_signature):
+        raise _Refused(401, _UNAUTHORIZED, str(Rejection.BAD_SIGNATURE))
+    stale = state.verifier.freshness(timestamp)
+    if stale is not None:
+        raise _Refused(401, _UNAUTHORIZED, str(stale))
     if request.content_type != "application/json":
         raise _Refused(415, "expected application/json", "content type is not JSON")
     try:

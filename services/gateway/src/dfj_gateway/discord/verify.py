@@ -39,6 +39,7 @@ __all__ = [
     "Rejection",
     "load_public_key",
     "signature_is_valid",
+    "signed_message",
 ]
 
 SIGNATURE_HEADER: Final = "X-Signature-Ed25519"
@@ -76,13 +77,18 @@ def _decode_signature(signature: str) -> bytes | None:
     return bytes.fromhex(signature)
 
 
+def signed_message(timestamp: str, body: bytes) -> bytes:
+    """What Discord signs: the timestamp header's ASCII bytes, then the raw body."""
+    return timestamp.encode("ascii") + body
+
+
 def signature_is_valid(key: VerifyKey, *, signature: str, timestamp: str, body: bytes) -> bool:
     """True when ``signature`` (hex) signs ``timestamp + body``; False for anything else."""
     raw = _decode_signature(signature)
     if raw is None or not timestamp or not _PRINTABLE.issuperset(timestamp):
         return False
     try:
-        key.verify(timestamp.encode("ascii") + body, raw)
+        key.verify(signed_message(timestamp, body), raw)
     except BadSignatureError:
         return False
     return True
@@ -113,18 +119,35 @@ class InteractionVerifier:
     def check(
         self, *, signature: str | None, timestamp: str | None, body: bytes
     ) -> Rejection | None:
-        """None when the request is authentic and fresh, else why not."""
+        """None when the request is authentic and fresh, else why not.
+
+        The three steps, for a caller that runs the middle one elsewhere (``offload.py``):
+        :meth:`headers`, the signature over :func:`signed_message`, :meth:`freshness`.
+        """
+        headers = self.headers(signature=signature, timestamp=timestamp)
+        if isinstance(headers, Rejection):
+            return headers
+        raw, stamp = headers
+        try:
+            self.key.verify(signed_message(stamp, body), raw)
+        except BadSignatureError:
+            return Rejection.BAD_SIGNATURE
+        return self.freshness(stamp)
+
+    @staticmethod
+    def headers(*, signature: str | None, timestamp: str | None) -> Rejection | tuple[bytes, str]:
+        """The raw signature and the timestamp when both headers are well formed, else why not."""
         if not signature or not timestamp:
             return Rejection.MISSING_HEADERS
-        if _decode_signature(signature) is None:
+        raw = _decode_signature(signature)
+        if raw is None:
             return Rejection.MALFORMED_SIGNATURE
         if len(timestamp) > _MAX_TIMESTAMP_LEN or not _PRINTABLE.issuperset(timestamp):
             return Rejection.MALFORMED_TIMESTAMP
-        if not signature_is_valid(self.key, signature=signature, timestamp=timestamp, body=body):
-            return Rejection.BAD_SIGNATURE
-        return self._freshness(timestamp)
+        return raw, timestamp
 
-    def _freshness(self, timestamp: str) -> Rejection | None:
+    def freshness(self, timestamp: str) -> Rejection | None:
+        """After the signature passed: None when the signed timestamp is within the window."""
         if self.window is None:
             return None
         seconds = _timestamp_seconds(timestamp)
