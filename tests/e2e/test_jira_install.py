@@ -69,12 +69,11 @@ async def _world(tmp_path: Path) -> AsyncIterator[World]:
             },
             env_file=None,
         )
-        secrets = EnvSecretStore(
-            {"DFJ_KEK": base64.b64encode(os.urandom(32)).decode()}, env_file=None
-        )
+        environ = {"DFJ_KEK": base64.b64encode(os.urandom(32)).decode()}
+        secrets = EnvSecretStore(environ, env_file=None)
         bus = await LocalBus.open(tmp_path / "bus.sqlite", poll_interval=0.05)
         database = Database.open(url)
-        worker = await bootstrap(settings, bus=bus, database=database)
+        worker = await bootstrap(settings, bus=bus, database=database, environ=environ)
         stop = asyncio.Event()
         running = asyncio.ensure_future(serve(worker, stop))
         app = create_app(settings, bus=bus, database=database, secrets=secrets)

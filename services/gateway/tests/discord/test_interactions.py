@@ -62,7 +62,7 @@ def test_privacy_group_routes_by_group(factory: InteractionFactory) -> None:
 def test_personal_answers_are_ephemeral() -> None:
     """Everything but channel subscriptions answers only the user who asked."""
     public = {name for name, route in ix.COMMAND_ROUTES.items() if not route.ephemeral}
-    assert public == {"subscribe", "unsubscribe"}
+    assert public == {"subscribe", "unsubscribe", "subscriptions"}
 
 
 @pytest.mark.parametrize(

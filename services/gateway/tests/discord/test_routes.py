@@ -436,6 +436,41 @@ async def test_comment_without_text_opens_a_modal(gateway: Harness, spec_valid: 
     assert await gateway.published() == 0
 
 
+async def test_comment_button_opens_the_comment_modal(
+    gateway: Harness, spec_valid: SpecCheck
+) -> None:
+    """The "Comment" button on a notification: the gateway answers with the form itself."""
+    answer = await gateway.answer(gateway.factory.component("comment:ABC-7"))
+    spec_valid("ModalInteractionCallbackRequest", answer)
+    assert answer["data"]["custom_id"] == "comment:ABC-7"
+    assert await gateway.published() == 0
+
+
+async def test_add_to_issue_opens_a_form_with_the_message_text(
+    gateway: Harness, spec_valid: SpecCheck
+) -> None:
+    """*Add to Jira issue*: a form for the issue key, the message text editable as the comment."""
+    body = gateway.factory.message_command(
+        "Add to Jira issue", content="Seen again on Safari 17", message_id="1300000000000000777"
+    )
+    answer = await gateway.answer(body)
+    spec_valid("ModalInteractionCallbackRequest", answer)
+    assert answer["data"]["custom_id"] == "add-to-issue:1300000000000000777"
+    inputs = {c["component"]["custom_id"]: c["component"] for c in answer["data"]["components"]}
+    assert inputs["text"]["value"] == "Seen again on Safari 17"
+    assert "value" not in inputs["issue"]
+    assert await gateway.published() == 0
+
+
+async def test_subscriptions_list_is_public(gateway: Harness) -> None:
+    """/jira subscriptions shows the channel's subscriptions to the channel."""
+    await gateway.install()
+    answer = await gateway.answer(gateway.factory.slash(subcommand="subscriptions"))
+    assert answer == {"type": 5}
+    [event] = await gateway.take(JIRA_COMMANDS)
+    assert event.data["command"]["subcommand"] == "subscriptions"
+
+
 async def _draft(gateway: Harness, *, user_id: str | None = None) -> str:
     draft = await gateway.repos.drafts.put(
         client_key=SITE,

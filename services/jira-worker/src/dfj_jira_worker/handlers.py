@@ -8,15 +8,35 @@ settlement (see ``dfj_common.runtime``). A type with no entry is dead-lettered a
 from __future__ import annotations
 
 from dfj_common.bus import JIRA_COMMANDS, JIRA_EVENTS, Bus
+from dfj_common.clock import Clock
 from dfj_common.runtime import HandlerTable
-from dfj_common.storage import Database, Installations
+from dfj_common.storage import Database, Installations, Subscriptions
+from dfj_jira_worker.commands import Commands, Suggester
+from dfj_jira_worker.jira import JiraClient
 from dfj_jira_worker.lifecycle import Lifecycle
+from dfj_jira_worker.notify import Notifier
 
 
-def build_tables(database: Database, bus: Bus) -> dict[str, HandlerTable]:
-    """Every consumed queue's table, wired to this process's database and bus."""
-    lifecycle = Lifecycle(installations=Installations(database), bus=bus)
+def build_tables(
+    database: Database,
+    bus: Bus,
+    *,
+    jira: JiraClient,
+    clock: Clock,
+    suggester: Suggester | None = None,
+) -> dict[str, HandlerTable]:
+    """Every consumed queue's table, wired to this process's database, bus and Jira client."""
+    installations = Installations(database)
+    lifecycle = Lifecycle(installations=installations, bus=bus)
+    notifier = Notifier(
+        installations=installations,
+        subscriptions=Subscriptions(database),
+        jira=jira,
+        bus=bus,
+        clock=clock,
+    )
+    commands = Commands.build(database, bus=bus, jira=jira, suggester=suggester)
     return {
-        JIRA_EVENTS: {**lifecycle.table()},
-        JIRA_COMMANDS: {},
+        JIRA_EVENTS: {**lifecycle.table(), **notifier.table()},
+        JIRA_COMMANDS: {**commands.table()},
     }

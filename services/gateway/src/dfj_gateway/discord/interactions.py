@@ -12,13 +12,15 @@ PING (1)                   PONG (1)                                    —
 command (2), slash or      deferred (5; flags 64 when the answer is    ``discord.command`` →
 message context menu       personal), per :data:`COMMAND_ROUTES`       linker or jira-commands
   ``/jira create``,        MODAL (9) prefilled from local data         — (its submit is)
-  ``/jira comment KEY``
+  ``/jira comment KEY``,
+  *Add to Jira issue*
   ``/jira help``, unknown  message (4, flags 64) with help             —
   commands, DMs
 component click (3)        deferred update (6)                         ``discord.component`` →
                                                                        per custom-id namespace
   ``draft-review:<id>``    MODAL (9) from the stored draft, or         —
                            message (4, flags 64) when it expired
+  ``comment:<KEY>``        MODAL (9), the comment form                 — (its submit is)
 autocomplete (4)           choices (8), ≤ 25, from the metadata cache  —
 modal submit (5)           deferred (5, flags 64)                      ``discord.modal_submit``
                                                                        → jira-commands
@@ -60,6 +62,8 @@ from dfj_gateway.events import (
 )
 
 __all__ = [
+    "ADD_TO_ISSUE",
+    "ADD_TO_ISSUE_PREFIX",
     "AUTOCOMPLETE_SOURCES",
     "COMMAND_ROUTES",
     "COMMENT_FORM_PREFIX",
@@ -143,7 +147,10 @@ COMMAND_ROUTES: Final[Mapping[str, CommandRoute]] = MappingProxyType(
     {
         "link": CommandRoute(LINKER, ephemeral=True),
         "unlink": CommandRoute(LINKER, ephemeral=True),
+        "me": CommandRoute(LINKER, ephemeral=True),
         "connect": CommandRoute(LINKER, ephemeral=True),
+        "disconnect": CommandRoute(LINKER, ephemeral=True),
+        "permissions": CommandRoute(LINKER, ephemeral=True),
         "privacy": CommandRoute(LINKER, ephemeral=True),
         "create": CommandRoute(JIRA_COMMANDS, ephemeral=True),
         "issue": CommandRoute(JIRA_COMMANDS, ephemeral=True),
@@ -154,6 +161,7 @@ COMMAND_ROUTES: Final[Mapping[str, CommandRoute]] = MappingProxyType(
         "watch": CommandRoute(JIRA_COMMANDS, ephemeral=True),
         "subscribe": CommandRoute(JIRA_COMMANDS, ephemeral=False),
         "unsubscribe": CommandRoute(JIRA_COMMANDS, ephemeral=False),
+        "subscriptions": CommandRoute(JIRA_COMMANDS, ephemeral=False),
     }
 )
 
@@ -162,12 +170,17 @@ CREATE_FROM_MESSAGE: Final = "Create issue from message"
 MESSAGE_COMMAND_ROUTES: Final[Mapping[str, CommandRoute]] = MappingProxyType(
     {CREATE_FROM_MESSAGE: CommandRoute(JIRA_COMMANDS, ephemeral=True)}
 )
+#: The message context-menu command that adds a message to an issue as a comment: the gateway
+#: opens a form (issue key, the message text to edit) that submits as
+#: ``add-to-issue:<message id>``, so the jira-worker can link the comment back to the message.
+ADD_TO_ISSUE: Final = "Add to Jira issue"
 
 #: Custom-id namespaces whose clicks the linker handles (all others: jira-commands).
 LINKER_NAMESPACES: Final = frozenset({"link", "unlink", "connect", "privacy"})
 
 CREATE_FORM_ID: Final = "create-issue"
 COMMENT_FORM_PREFIX: Final = "comment:"
+ADD_TO_ISSUE_PREFIX: Final = "add-to-issue:"
 DRAFT_REVIEW_PREFIX: Final = "draft-review:"
 DRAFT_CREATE_PREFIX: Final = "draft-create:"
 
@@ -526,6 +539,10 @@ def _text(value: Any) -> str:
 
 
 def _classify_message_command(command: Command) -> Action:
+    if command.name == ADD_TO_ISSUE and command.target_id is not None:
+        return OpenForm(
+            "add-to-issue", {"message_id": command.target_id, "text": command.message_text or ""}
+        )
     route = MESSAGE_COMMAND_ROUTES.get(command.name)
     if route is None or command.target_id is None:
         return Reply(UNKNOWN_COMMAND)
@@ -577,6 +594,11 @@ def _classify_component(interaction: Interaction) -> Action:
         draft_id = component.custom_id.removeprefix(DRAFT_REVIEW_PREFIX)
         if draft_id:
             return ReviewDraft(draft_id)
+    if component.custom_id.startswith(COMMENT_FORM_PREFIX):
+        # A modal can only be the first answer to a click, so the gateway opens it itself.
+        issue = component.custom_id.removeprefix(COMMENT_FORM_PREFIX).strip().upper()[:64]
+        if issue:
+            return OpenForm("comment", {"issue": issue})
     namespace = component.custom_id.split(":", 1)[0]
     queue = LINKER if namespace in LINKER_NAMESPACES else JIRA_COMMANDS
     return Publish(queue, DISCORD_COMPONENT, update=True)

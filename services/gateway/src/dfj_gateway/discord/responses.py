@@ -30,6 +30,7 @@ __all__ = [
     "MAX_CHOICES",
     "PONG",
     "Choice",
+    "add_to_issue_modal",
     "autocomplete_result",
     "choices_from_cache",
     "comment_modal",
@@ -252,6 +253,18 @@ def create_issue_modal(
         ),
     ]
     return _modal(custom_id, title, components)
+
+
+def add_to_issue_modal(*, custom_id: str, text: str) -> dict[str, Any]:
+    """ "Add to Jira issue": which issue, and the message's text as the comment (editable)."""
+    return _modal(
+        custom_id,
+        "Add to a Jira issue",
+        [
+            _text_input("issue", "Issue key", max_length=64, placeholder="e.g. ABC-123"),
+            _text_input("text", "Comment", value=text, paragraph=True),
+        ],
+    )
 
 
 def comment_modal(*, custom_id: str, issue_key: str) -> dict[str, Any]:

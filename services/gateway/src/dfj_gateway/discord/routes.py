@@ -270,6 +270,10 @@ async def _open_form(
     if form == "comment":
         key = prefill["issue"][:64]
         return rs.comment_modal(custom_id=ix.COMMENT_FORM_PREFIX + key, issue_key=key)
+    if form == "add-to-issue":
+        return rs.add_to_issue_modal(
+            custom_id=ix.ADD_TO_ISSUE_PREFIX + prefill["message_id"], text=prefill["text"]
+        )
     connection = await _connection(request, interaction.guild_id)
     values = dict(prefill)
     default_project = connection.settings.get("default_project") if connection else None

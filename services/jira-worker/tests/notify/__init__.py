@@ -1,0 +1,1 @@
+"""Notification tests (a package, so type checkers name its conftest ``notify.conftest``)."""
