@@ -1,0 +1,470 @@
+"""The Jira Cloud simulator: sites under one loopback HTTP server, spoken to like Jira.
+
+Layout of the server (``sim.url`` is ``http://127.0.0.1:<port>``):
+
+- ``{sim.url}/sites/{name}`` is a site's ``baseUrl``; its REST API is
+  ``{baseUrl}/rest/api/3/…``. App JWTs hash the path *relative to the base URL*
+  (``/rest/api/3/issue/10001``), exactly as on ``https://{site}.atlassian.net``.
+- ``{sim.url}/oauth`` is the authorization server (the app's ``DFJ_ATLASSIAN_OAUTH_URL``), with
+  the token endpoint at ``{sim.url}/oauth/oauth2/token``.
+
+Every request to a site goes through the same steps, in Jira's order: rate limit (429/503 with
+``Retry-After`` when the site is throttled), authentication (401), the OpenAPI check (404/405
+for a path or method the spec does not have, 400 for parameters or a body it does not allow —
+recorded in :attr:`JiraSimulator.spec_violations`), the operation's Connect scope (403), then
+the handler. Every request, whatever its fate, is recorded in :attr:`JiraSimulator.calls` with
+the spec's path template, so a test can say "one ``jql/match`` per event" with
+:meth:`JiraSimulator.count` (the path is matched against the spec first, silently, so even a
+throttled or unauthenticated call is recorded under its template).
+
+The OpenAPI document is loaded at :meth:`JiraSimulator.start` unless one was given (tests share
+one loaded :class:`OpenApiSpec` between simulators, since loading takes a few hundred ms). With
+``validate_responses=True`` the simulator also checks its own answers against the response
+schemas and records mismatches in :attr:`JiraSimulator.response_violations`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from aiohttp import web
+
+from dfj_common.clock import Clock, SystemClock
+from dfj_sandbox.jira_sim.auth import AuthFailure, Caller, GrantStore, authenticate, scope_allows
+from dfj_sandbox.jira_sim.jql import ParseCache
+from dfj_sandbox.jira_sim.openapi import (
+    OpenApiSpec,
+    Operation,
+    RouteError,
+    SpecViolation,
+    locate_spec,
+)
+from dfj_sandbox.jira_sim.routes import ROUTES, Limits, Refusal, Reply, RestRequest
+from dfj_sandbox.jira_sim.site import DEFAULT_SCOPES, Site
+from dfj_sandbox.jira_sim.tokens import exchange
+
+__all__ = ["TOKEN_PATH", "Call", "JiraSimulator"]
+
+TOKEN_PATH: Final = "/oauth/oauth2/token"  # noqa: S105 - a URL path, not a secret
+_SITE_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_FORM: Final = "application/x-www-form-urlencoded"
+
+AuthKind = Literal["jwt", "bearer", "none", "other"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Call:
+    """One request the simulator answered.
+
+    ``path`` is relative to the site's base URL (``/rest/api/3/issue/DEMO-1``); ``template`` is
+    the spec's path template it matched (None if none did); ``account_id`` is who it acted as
+    (None when authentication failed or was not reached).
+    """
+
+    method: str
+    path: str
+    template: str | None
+    query: tuple[tuple[str, str], ...]
+    site: str | None
+    auth: AuthKind
+    account_id: str | None
+    status: int
+
+
+@dataclass(kw_only=True)
+class _Pending:
+    method: str
+    path: str
+    query: tuple[tuple[str, str], ...]
+    site: str | None
+    auth: AuthKind
+    template: str | None = None
+    account_id: str | None = None
+
+
+def _auth_kind(header: str | None) -> AuthKind:
+    if not header:
+        return "none"
+    if header.startswith("JWT "):
+        return "jwt"
+    if header.lower().startswith("bearer "):
+        return "bearer"
+    return "other"
+
+
+def _jira_error(status: int, *messages: str, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(
+        status=status, body={"errorMessages": list(messages), "errors": {}}, headers=headers or {}
+    )
+
+
+class JiraSimulator:
+    """A Jira Cloud stand-in on loopback; ``async with JiraSimulator() as sim: ...``."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        spec: OpenApiSpec | str | Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token_lifetime: int = 900,
+        validate_responses: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self._spec_source = spec
+        self._spec: OpenApiSpec | None = spec if isinstance(spec, OpenApiSpec) else None
+        self._environ = environ
+        self._host = host
+        self._port = port
+        self.token_lifetime = token_lifetime
+        self.validate_responses = validate_responses
+        self.limits = limits or Limits()
+        self._grants = GrantStore()
+        self._jql = ParseCache()
+        self._sites: dict[str, Site] = {}
+        self._runner: web.AppRunner | None = None
+        self._url = ""
+        self.calls: list[Call] = []
+        self.spec_violations: list[SpecViolation] = []
+        self.response_violations: list[SpecViolation] = []
+        self.unserved: list[str] = []
+        self.token_requests: list[Call] = []
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> OpenApiSpec:
+        """The loaded OpenAPI document (RuntimeError before :meth:`start` loads it)."""
+        if self._spec is None:
+            raise RuntimeError("the simulator is not started; the OpenAPI spec is not loaded")
+        return self._spec
+
+    async def start(self) -> None:
+        """Load the spec (FileNotFoundError if it cannot be found) and start listening.
+
+        The spec comes from the constructor's ``spec``, else ``DFJ_JIRA_OPENAPI`` in ``environ``
+        (the process environment unless one was given), else ``shared/specs/`` beside the
+        repository.
+        """
+        if self._spec is None:
+            source = self._spec_source
+            explicit = source if isinstance(source, str | Path) else None
+            environ = os.environ if self._environ is None else self._environ
+            self._spec = OpenApiSpec.load(locate_spec(explicit, environ))
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.router.add_post(TOKEN_PATH, self._token)
+        app.router.add_route("*", "/sites/{site}", self._rest)
+        app.router.add_route("*", "/sites/{site}/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        listener = web.TCPSite(self._runner, self._host, self._port)
+        await listener.start()
+        host, port = self._runner.addresses[0][:2]
+        self._url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> JiraSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (RuntimeError before :meth:`start`)."""
+        if not self._url:
+            raise RuntimeError("the Jira simulator is not started")
+        return self._url
+
+    @property
+    def oauth_url(self) -> str:
+        """The authorization server's URL: the app's ``DFJ_ATLASSIAN_OAUTH_URL`` and ``aud``."""
+        return self.url + "/oauth"
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint, ``{oauth_url}/oauth2/token``."""
+        return self.url + TOKEN_PATH
+
+    # --- sites ----------------------------------------------------------------------------
+
+    def add_site(
+        self,
+        name: str | None = None,
+        *,
+        client_key: str | None = None,
+        shared_secret: str | None = None,
+        app_key: str = "discord-for-jira",
+        oauth_client_id: str | None = None,
+        scopes: Iterable[str] = DEFAULT_SCOPES,
+        with_defaults: bool = True,
+    ) -> Site:
+        """A new site at ``{url}/sites/{name}`` with the app installed on it."""
+        name = name or f"site{len(self._sites) + 1}"
+        if not _SITE_NAME.match(name):
+            raise ValueError("a site name is lower-case letters, digits and dashes")
+        if name in self._sites:
+            raise ValueError(f"site {name} exists")
+        site = Site(
+            name=name,
+            client_key=client_key or str(uuid.uuid4()),
+            shared_secret=shared_secret or secrets.token_urlsafe(32),
+            app_key=app_key,
+            oauth_client_id=oauth_client_id or uuid.uuid4().hex,
+            scopes=scopes,
+            clock=self.clock,
+            server_url=lambda: self.url,
+            with_defaults=with_defaults,
+        )
+        self._sites[name] = site
+        return site
+
+    def site(self, name_or_client_key: str) -> Site:
+        """The site with this name or client key (KeyError if none)."""
+        found = self._sites.get(name_or_client_key)
+        if found is not None:
+            return found
+        for site in self._sites.values():
+            if site.client_key == name_or_client_key:
+                return site
+        raise KeyError(name_or_client_key)
+
+    @property
+    def sites(self) -> Mapping[str, Site]:
+        """Every site, by name."""
+        return dict(self._sites)
+
+    # --- records --------------------------------------------------------------------------
+
+    def count(
+        self, method: str, template: str, *, site: str | None = None, status: int | None = None
+    ) -> int:
+        """How many recorded calls used ``method`` on the spec path ``template``."""
+        return sum(
+            1
+            for call in self.calls
+            if call.method == method.upper()
+            and call.template == template
+            and (site is None or call.site == site)
+            and (status is None or call.status == status)
+        )
+
+    def reset_records(self) -> None:
+        """Forget recorded calls, violations and token requests (the sites stay)."""
+        self.calls.clear()
+        self.spec_violations.clear()
+        self.response_violations.clear()
+        self.unserved.clear()
+        self.token_requests.clear()
+
+    def _record(self, pending: _Pending, status: int) -> None:
+        self.calls.append(
+            Call(
+                method=pending.method,
+                path=pending.path,
+                template=pending.template,
+                query=pending.query,
+                site=pending.site,
+                auth=pending.auth,
+                account_id=pending.account_id,
+                status=status,
+            )
+        )
+
+    # --- the token endpoint ---------------------------------------------------------------
+
+    async def _token(self, request: web.Request) -> web.StreamResponse:
+        pending = _Pending(
+            method="POST",
+            path=TOKEN_PATH,
+            query=tuple(request.rel_url.query.items()),
+            site=None,
+            auth="none",
+            template=TOKEN_PATH,
+        )
+        if request.content_type != _FORM:
+            body: Mapping[str, Any] = {
+                "error": "invalid_request",
+                "error_description": f"The token request must be {_FORM}.",
+            }
+            status = 400
+        else:
+            form = await request.post()
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            answer = exchange(
+                fields,
+                sites=self._sites.values(),
+                audience=self.oauth_url,
+                now=self.clock.now(),
+                expires_in=self.token_lifetime,
+                grants=self._grants,
+            )
+            body, status = answer.body, answer.status
+            if answer.client_key is not None:
+                pending.site = self.site(answer.client_key).name
+            pending.account_id = answer.account_id if status == 200 else None
+        self._record(pending, status)
+        self.token_requests.append(self.calls[-1])
+        return web.json_response(
+            dict(body), status=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        )
+
+    # --- REST -----------------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        header = request.headers.get("Authorization")
+        query = tuple(request.rel_url.query.items())
+        site = self._sites.get(request.match_info["site"])
+        if site is None:
+            pending = _Pending(
+                method=request.method,
+                path=request.path,
+                query=query,
+                site=None,
+                auth=_auth_kind(header),
+            )
+            return self._send(pending, _jira_error(404, "Site temporarily unavailable"))
+        raw_path = request.rel_url.raw_path[len(site.base_path) :] or "/"
+        path = request.path[len(site.base_path) :] or "/"
+        pending = _Pending(
+            method=request.method, path=path, query=query, site=site.name, auth=_auth_kind(header)
+        )
+        body = await request.read()
+        reply = self._serve(site, pending, request, raw_path, body)
+        return self._send(pending, reply)
+
+    def _serve(
+        self, site: Site, pending: _Pending, request: web.Request, raw_path: str, body: bytes
+    ) -> Reply:
+        spec = self.spec
+        operation: Operation | None = None
+        path_params: Mapping[str, str] = {}
+        route_error: RouteError | None = None
+        try:
+            operation, path_params = spec.match(request.method, pending.path)
+            pending.template = operation.template
+        except RouteError as missing:
+            route_error = missing
+        rejection = site.limiter.check()
+        if rejection is not None:
+            return _jira_error(
+                rejection.status, "Rate limit exceeded.", headers=rejection.headers()
+            )
+        try:
+            caller = authenticate(
+                site,
+                header=request.headers.get("Authorization"),
+                method=request.method,
+                raw_path=raw_path,
+                query=pending.query,
+                now=self.clock.now(),
+                grants=self._grants,
+            )
+        except AuthFailure as failure:
+            return _jira_error(401, failure.message)
+        pending.account_id = caller.user.account_id
+        if operation is None:
+            message = route_error.message if route_error else "no operation"
+            self._violation(pending, None, message)
+            status = route_error.status if route_error else 404
+            return _jira_error(status, message)
+        return self._operate(
+            site,
+            pending,
+            operation=operation,
+            path_params=path_params,
+            body=body,
+            content_type=request.headers.get("Content-Type", ""),
+            caller=caller,
+        )
+
+    def _operate(
+        self,
+        site: Site,
+        pending: _Pending,
+        *,
+        operation: Operation,
+        path_params: Mapping[str, str],
+        body: bytes,
+        content_type: str,
+        caller: Caller,
+    ) -> Reply:
+        spec = self.spec
+        valid, problems = spec.check_request(
+            operation, pending.query, path_params, body, content_type
+        )
+        if problems:
+            self._violation(pending, operation, "; ".join(problems))
+            status = 415 if any(p.startswith("Content-Type") for p in problems) else 400
+            return _jira_error(status, *problems)
+        if not scope_allows(caller.scopes, operation.connect_scope):
+            return _jira_error(
+                403,
+                f"The app is not allowed to call {operation.operation_id}: it needs the"
+                f" {operation.connect_scope} scope.",
+            )
+        handler = ROUTES.get((operation.method, operation.template))
+        if handler is None:
+            self.unserved.append(f"{operation.method} {operation.template}")
+            return _jira_error(404, f"The Jira simulator does not serve {operation.operation_id}.")
+        rest = RestRequest(
+            site=site,
+            caller=caller,
+            params=valid.params,
+            path_params=valid.path_params,
+            body=valid.body,
+            jql=self._jql,
+            limits=self.limits,
+        )
+        try:
+            reply = handler(rest)
+        except Refusal as refusal:
+            reply = refusal.reply
+        if self.validate_responses:
+            for problem in spec.check_response(operation, reply.status, reply.body):
+                self.response_violations.append(
+                    SpecViolation(
+                        method=operation.method,
+                        path=pending.path,
+                        template=operation.template,
+                        operation_id=operation.operation_id,
+                        message=f"{reply.status}: {problem}",
+                    )
+                )
+        return reply
+
+    def _violation(self, pending: _Pending, operation: Operation | None, message: str) -> None:
+        self.spec_violations.append(
+            SpecViolation(
+                method=pending.method,
+                path=pending.path,
+                template=None if operation is None else operation.template,
+                operation_id=None if operation is None else operation.operation_id,
+                message=message,
+            )
+        )
+
+    def _send(self, pending: _Pending, reply: Reply) -> web.StreamResponse:
+        self._record(pending, reply.status)
+        headers = dict(reply.headers)
+        if pending.account_id is not None:
+            headers["X-AACCOUNTID"] = pending.account_id
+        if reply.body is None:
+            return web.Response(status=reply.status, headers=headers)
+        return web.json_response(reply.body, status=reply.status, headers=headers)
