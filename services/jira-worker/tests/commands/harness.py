@@ -310,27 +310,12 @@ def context(*, delivery_count: int = 1, max_deliveries: int = 10) -> HandlerCont
 
 
 @dataclass
-class Harness:
-    """Everything one test drives: the commands, their stores, the bus and the fake Jira."""
+class InteractionEvents:
+    """Builds the events the gateway publishes on ``jira-commands``, as it shapes them."""
 
     clock: ManualClock
-    db: Database
-    bus: LocalBus
-    repos: Repositories
-    jira: FakeJira
-    commands: Commands
+    site: str = SITE
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    @property
-    def calls(self) -> list[JiraCall]:
-        return self.jira.site.calls
-
-    def with_suggester(self, suggester: Suggester) -> Harness:
-        """The same harness, with commands using ``suggester``."""
-        self.commands = Commands.build(self.db, bus=self.bus, jira=self.jira, suggester=suggester)
-        return self
-
-    # -- events --------------------------------------------------------------------------------
 
     def _envelope(
         self,
@@ -365,7 +350,7 @@ class Harness:
             source="dfj-gateway",
             type=event_type,
             time=datetime.fromtimestamp(self.clock.now(), UTC),
-            tenant=SITE,
+            tenant=self.site,
             data=data,
         )
 
@@ -459,6 +444,27 @@ class Harness:
             guild=GUILD,
             interaction_id=None,
         )
+
+
+
+@dataclass(kw_only=True)
+class Harness(InteractionEvents):
+    """Everything one test drives: the commands, their stores, the bus and the fake Jira."""
+
+    db: Database
+    bus: LocalBus
+    repos: Repositories
+    jira: FakeJira
+    commands: Commands
+
+    @property
+    def calls(self) -> list[JiraCall]:
+        return self.jira.site.calls
+
+    def with_suggester(self, suggester: Suggester) -> Harness:
+        """The same harness, with commands using ``suggester``."""
+        self.commands = Commands.build(self.db, bus=self.bus, jira=self.jira, suggester=suggester)
+        return self
 
     # -- running and reading -------------------------------------------------------------------
 
