@@ -446,7 +446,6 @@ class InteractionEvents:
         )
 
 
-
 @dataclass(kw_only=True)
 class Harness(InteractionEvents):
     """Everything one test drives: the commands, their stores, the bus and the fake Jira."""
