@@ -25,6 +25,7 @@ test-fast: setup
 bench: setup
 	$(UV) run --no-sync python bench/bus.py
 	$(UV) run --no-sync python bench/gateway.py
+	$(UV) run --no-sync python bench/fanout.py
 
 lint: setup
 	$(UV) run --no-sync ruff check .
