@@ -193,3 +193,48 @@ async def test_redelivered_create_makes_one_issue_and_one_reply(world: World) ->
     await world.run(envelope, delivery=2)
     assert [i.summary for i in world.site.issues.values()].count("Exactly once") == 1
     assert len(await world.replies()) == 1  # the same reply id: the bus keeps one
+
+
+def _draft_id(message: dict[str, Any]) -> str:
+    [button] = [
+        c["custom_id"]
+        for row in message["components"]
+        for c in row["components"]
+        if str(c.get("custom_id", "")).startswith("draft-review:")
+    ]
+    return str(button).removeprefix("draft-review:")
+
+
+async def test_issue_from_message_links_back_and_is_refused_without_permission(
+    world: World,
+) -> None:
+    """Message → draft (suggestions) → reviewed form → the issue, linking the message."""
+    offer = await world.answer(
+        world.events.message_command(
+            "The export button crashes on Safari. Happens every time.", member=ALICE
+        )
+    )
+    draft = _draft_id(offer)
+    await world.answer(
+        world.events.modal(
+            f"draft-create:{draft}",
+            {"summary": "Export crashes on Safari", "project": "DEMO", "description": "Steps"},
+            member=ALICE,
+        )
+    )
+    [issue] = [i for i in world.site.issues.values() if i.summary == "Export crashes on Safari"]
+    assert "discord.com/channels/" in str(issue.description)
+    assert issue.reporter == ACC_ALICE
+    world.sim.reset_records()
+    offer = await world.answer(world.events.message_command("Another crash", member=BOB))
+    before = len(world.site.issues)
+    message = await world.answer(
+        world.events.modal(
+            f"draft-create:{_draft_id(offer)}",
+            {"summary": "Not allowed", "project": "DEMO"},
+            member=BOB,
+        )
+    )
+    assert len(world.site.issues) == before
+    assert "permission" in text(message).lower()
+    only_as(world, ACC_BOB)
