@@ -436,6 +436,14 @@ async def test_comment_without_text_opens_a_modal(gateway: Harness, spec_valid: 
     assert await gateway.published() == 0
 
 
+async def test_comment_by_key_option_opens_the_modal(gateway: Harness) -> None:
+    """The registered option is ``key``; the form opens the same way."""
+    answer = await gateway.answer(
+        gateway.factory.slash(subcommand="comment", options={"key": "abc-2"})
+    )
+    assert answer["type"] == 9 and answer["data"]["custom_id"] == "comment:ABC-2"
+
+
 async def test_comment_button_opens_the_comment_modal(
     gateway: Harness, spec_valid: SpecCheck
 ) -> None:

@@ -554,7 +554,7 @@ def _form(command: Command) -> OpenForm | None:
         keys = ("project", "type", "summary", "description")
         prefill = {k: _text(command.options.get(k)) for k in keys}
         return OpenForm("create", {k: v for k, v in prefill.items() if v})
-    issue = _text(command.options.get("issue")).upper()[:64]
+    issue = _text(command.options.get("key") or command.options.get("issue")).upper()[:64]
     if command.route_name == "comment" and issue and not _text(command.options.get("text")):
         return OpenForm("comment", {"issue": issue})
     return None
