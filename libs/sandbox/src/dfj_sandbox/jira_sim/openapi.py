@@ -39,6 +39,8 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
+from dfj_sandbox._specs import locate
+
 __all__ = [
     "RELAXATIONS",
     "SPEC_ENV",
@@ -124,19 +126,12 @@ def locate_spec(
     explicit: str | Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Path:
     """Where the Jira OpenAPI document is (FileNotFoundError saying how to point at it)."""
-    if explicit is not None:
-        candidates = [Path(explicit)]
-    elif environ is not None and environ.get(SPEC_ENV):
-        candidates = [Path(environ[SPEC_ENV])]
-    else:
-        here = Path(__file__).resolve()
-        candidates = [parent / "shared" / "specs" / SPEC_FILE for parent in here.parents]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"the Jira OpenAPI document was not found (looked at {candidates[0]}"
-        f"{' and above' if len(candidates) > 1 else ''}); set {SPEC_ENV} to its path"
+    return locate(
+        SPEC_FILE,
+        env_var=SPEC_ENV,
+        what="the Jira OpenAPI document",
+        explicit=explicit,
+        environ=environ,
     )
 
 
