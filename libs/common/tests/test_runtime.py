@@ -288,3 +288,129 @@ async def test_one_trace_spans_publisher_and_consumer(bus: LocalBus) -> None:
     assert consume.parent is not None
     assert consume.parent.span_id == root.get_span_context().span_id
     tel.shutdown()
+
+
+# -- runs (session_batch) ------------------------------------------------------------------------
+
+
+async def test_handler_takes_the_run_behind_it(bus: LocalBus) -> None:
+    """With runs of 4, a handler that takes what follows handles 10 messages in 3 calls, in
+    order, and every one of them is completed."""
+    calls: list[list[int]] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        following = ctx.run.following if ctx.run is not None else ()
+        calls.append([env.data["n"], *(e.data["n"] for e in following)])
+        if ctx.run is not None:
+            ctx.run.take(len(following))
+
+    for n in range(10):
+        await bus.publish("ordered", event(n, session="chan"))
+    worker = Worker(bus, ORDERED, {"test.event": handle}, backoff=FAST, session_batch=4)
+    await run_until(worker, lambda: worker.stats.completed == 10)
+    assert calls == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert worker.stats.in_flight == 0
+    assert (await bus.receiver("ordered").receive(10, timeout=0.2)) == []
+
+
+async def test_a_run_not_taken_is_handled_one_by_one_in_order(bus: LocalBus) -> None:
+    """A handler that takes nothing still sees each message once, in session order."""
+    seen: list[tuple[int, int]] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        seen.append((env.data["n"], len(ctx.run.following) if ctx.run is not None else 0))
+
+    for n in range(6):
+        await bus.publish("ordered", event(n, session="chan"))
+    worker = Worker(bus, ORDERED, {"test.event": handle}, backoff=FAST, session_batch=3)
+    await run_until(worker, lambda: worker.stats.completed == 6)
+    assert [n for n, _ in seen] == list(range(6))
+    assert [k for _, k in seen] == [2, 1, 0, 2, 1, 0]
+
+
+async def test_failed_pack_releases_what_it_took_and_keeps_order(bus: LocalBus) -> None:
+    """A transient failure while handling a pack retries its first message and releases the
+    rest; they come back behind it and nothing is lost or handled out of order."""
+    delivered: list[int] = []
+    failures = 0
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        nonlocal failures
+        pack = [env.data["n"], *(e.data["n"] for e in (ctx.run.following if ctx.run else ()))]
+        if ctx.run is not None:
+            ctx.run.take(len(ctx.run.following))
+        if 2 in pack and failures == 0:
+            failures += 1
+            raise TransientError("Discord is having a moment")
+        delivered.extend(pack)
+
+    for n in range(8):
+        await bus.publish("ordered", event(n, session="chan"))
+    worker = Worker(bus, ORDERED, {"test.event": handle}, backoff=FAST, session_batch=4)
+    await run_until(worker, lambda: worker.stats.completed == 8)
+    assert delivered == list(range(8))
+    assert worker.stats.retried == 1
+    assert worker.stats.released >= 3
+
+
+async def test_retry_in_the_middle_of_a_run_hands_the_rest_back(bus: LocalBus) -> None:
+    """Message 1 of a run [0, 1, 2, 3] is retried: 2 and 3 are released, not handled before
+    it, and the session's order holds."""
+    order: list[int] = []
+    tried = False
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        nonlocal tried
+        if env.data["n"] == 1 and not tried:
+            tried = True
+            raise RateLimited("slow down", retry_after=0.05)
+        order.append(env.data["n"])
+
+    for n in range(4):
+        await bus.publish("ordered", event(n, session="chan"))
+    worker = Worker(bus, ORDERED, {"test.event": handle}, backoff=FAST, session_batch=4)
+    await run_until(worker, lambda: worker.stats.completed == 4)
+    assert order == [0, 1, 2, 3]
+
+
+async def test_dead_letter_in_a_run_lets_the_rest_go_on(bus: LocalBus) -> None:
+    """A permanent failure dead-letters that one message; the run carries on behind it."""
+    order: list[int] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        if env.data["n"] == 1:
+            raise PermanentError("no such channel")
+        order.append(env.data["n"])
+
+    for n in range(4):
+        await bus.publish("ordered", event(n, session="chan"))
+    worker = Worker(bus, ORDERED, {"test.event": handle}, backoff=FAST, session_batch=4)
+    await run_until(worker, lambda: worker.stats.completed == 3)
+    assert order == [0, 2, 3]
+    assert worker.stats.dead_lettered == 1
+    assert worker.stats.released == 0
+
+
+async def test_run_following_stops_at_a_message_that_does_not_decode(bus: LocalBus) -> None:
+    """A handler is never offered a message it could not read; that one is dead-lettered."""
+    offered: list[list[int]] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        following = ctx.run.following if ctx.run is not None else ()
+        offered.append([env.data["n"], *(e.data["n"] for e in following)])
+
+    await bus.publish("ordered", event(0, session="chan"))
+    await bus.publish("ordered", event(1, session="chan"))
+    await bus.publish(
+        "ordered", OutgoingMessage(body=b"{not json", message_id="bad", session_id="chan")
+    )
+    await bus.publish("ordered", event(3, session="chan"))
+    worker = Worker(bus, ORDERED, {"test.event": handle}, backoff=FAST, session_batch=4)
+    await run_until(worker, lambda: worker.stats.completed == 3 and worker.stats.dead_lettered > 0)
+    assert offered[0] == [0, 1]
+    assert [o[0] for o in offered] == [0, 1, 3]
+
+
+def test_session_batch_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="session_batch"):
+        Worker(object(), ORDERED, {}, session_batch=0)  # type: ignore[arg-type]

@@ -15,6 +15,15 @@ any other exception         ``retry`` with back-off (a bug may be fixed by a dep
 cancelled by drain          ``release`` so another replica takes it at once
 ==========================  ==============================================================
 
+**Runs.** A worker made with ``session_batch=N`` on a session queue receives runs of up to N
+consecutive messages of one session (see :mod:`dfj_common.bus.base`) and handles each run in
+one task, message by message, in order. A handler that can act on several at once — the
+discord-worker packs the notifications waiting for one channel into one post — sees the
+messages queued behind its own in ``context.run`` and takes some of them with
+``run.take(k)``: when it returns, those are completed with it; when it fails, they are
+released with the rest of the run. After a message is retried or released, the rest of its
+run is released, so they come back behind it in order.
+
 Long handlers keep their lock: one renewal loop per worker extends the lock of every delivery
 that has been in flight for a third of the lock duration (one loop, not a task per message, since
 most handlers finish long before a renewal is due).
@@ -47,10 +56,34 @@ from dfj_common.errors import (
 )
 from dfj_common.retry import ExponentialBackOff
 
-__all__ = ["Handler", "HandlerContext", "HandlerTable", "Worker", "WorkerStats"]
+__all__ = ["Handler", "HandlerContext", "HandlerTable", "Run", "Worker", "WorkerStats"]
 
 _log: Final = structlog.get_logger("dfj.runtime")
 NO_HANDLER: Final = "NoHandler"
+
+
+class Run:
+    """The messages of the same session received behind the one being handled.
+
+    ``following`` holds the envelopes that decoded, in order, up to the first that did not
+    (a handler cannot take a message it could not read). ``take(k)`` claims the first ``k``
+    of them: they are settled together with the handled message.
+    """
+
+    __slots__ = ("_taken", "following")
+
+    def __init__(self, following: tuple[Envelope, ...]) -> None:
+        self.following = following
+        self._taken = 0
+
+    @property
+    def taken(self) -> int:
+        return self._taken
+
+    def take(self, count: int) -> None:
+        if not 0 <= count <= len(self.following):
+            raise ValueError(f"can take 0 to {len(self.following)} following messages")
+        self._taken = count
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +95,7 @@ class HandlerContext:
     delivery_count: int
     max_deliveries: int
     enqueued_at: float
+    run: Run | None = None  # the same session's messages behind this one (``session_batch``)
 
     @property
     def last_attempt(self) -> bool:
@@ -117,9 +151,12 @@ class Worker:
         meter: metrics.Meter | None = None,
         span_factory: SpanFactory | None = None,
         receive_timeout: float = 1.0,
+        session_batch: int = 1,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if session_batch < 1:
+            raise ValueError("session_batch must be at least 1")
         self._bus = bus
         self._spec = spec
         self._handlers = dict(handlers)
@@ -132,7 +169,8 @@ class Worker:
         )
         self._span_factory = span_factory
         self._receive_timeout = receive_timeout
-        self._tasks: dict[asyncio.Task[None], Delivery] = {}
+        self._session_batch = session_batch if spec.sessions else 1
+        self._tasks: dict[asyncio.Task[None], list[Delivery]] = {}
         self._renewed: dict[asyncio.Task[None], float] = {}  # when its lock was last extended
         self.stats = WorkerStats()
 
@@ -142,7 +180,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and handle until ``stop`` is set, then drain."""
-        receiver = self._bus.receiver(self._spec.name)
+        receiver = self._bus.receiver(self._spec.name, session_batch=self._session_batch)
         renewer = asyncio.get_running_loop().create_task(self._renew_locks())
         try:
             while not stop.is_set():
@@ -151,7 +189,7 @@ class Worker:
                     await self._wait_for_slot(stop)
                     continue
                 receiving = asyncio.ensure_future(
-                    receiver.receive(free, timeout=self._receive_timeout)
+                    receiver.receive(free * self._session_batch, timeout=self._receive_timeout)
                 )
                 stopping = asyncio.ensure_future(stop.wait())
                 await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -165,8 +203,8 @@ class Worker:
                     await _sleep_or_stop(stop, 1.0)
                     continue
                 self.stats.last_receive_ok = self._clock.now()
-                for delivery in deliveries:
-                    self._start(delivery)
+                for run in self._runs(deliveries):
+                    self._start(run)
                 if stop.is_set():
                     break
         finally:
@@ -181,21 +219,32 @@ class Worker:
         await asyncio.wait({stopping, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
 
-    def _start(self, delivery: Delivery) -> None:
-        self.stats.received += 1
-        self.stats.in_flight += 1
-        self._instruments.lag.record(
-            max(self._clock.now() - delivery.enqueued_at, 0.0), self._instruments.attrs
-        )
-        task = asyncio.get_running_loop().create_task(self._handle(delivery))
-        self._tasks[task] = delivery
+    def _runs(self, deliveries: list[Delivery]) -> list[list[Delivery]]:
+        """Group a receive into runs: one per session, in order (each alone without runs)."""
+        if self._session_batch == 1:
+            return [[d] for d in deliveries]
+        runs: dict[str | None, list[Delivery]] = {}
+        for delivery in deliveries:
+            runs.setdefault(delivery.session_id, []).append(delivery)
+        return list(runs.values())
+
+    def _start(self, run: list[Delivery]) -> None:
+        now = self._clock.now()
+        for delivery in run:
+            self.stats.received += 1
+            self.stats.in_flight += 1
+            self._instruments.lag.record(
+                max(now - delivery.enqueued_at, 0.0), self._instruments.attrs
+            )
+        task = asyncio.get_running_loop().create_task(self._handle_run(run))
+        self._tasks[task] = run
         self._renewed[task] = time.monotonic()
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
+        run = self._tasks.pop(task, None)
         self._renewed.pop(task, None)
-        self.stats.in_flight -= 1
+        self.stats.in_flight -= len(run or ())
 
     async def _drain(self) -> None:
         if not self._tasks:
@@ -207,7 +256,25 @@ class Worker:
         if pending:
             await asyncio.wait(pending)
 
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _handle_run(self, run: list[Delivery]) -> None:
+        """Handle a run in order; once one is not done with, hand the rest back."""
+        index = 0
+        try:
+            while index < len(run):
+                handled, go_on = await self._handle(run, index)
+                index += handled
+                if not go_on:  # retried, or not settled: the rest must not overtake it
+                    break
+        finally:
+            rest = [d for d in run[index:] if not d.settled]
+            for delivery in rest:
+                await self._settle_quietly(delivery.release(), "released")
+                self.stats.released += 1
+
+    async def _handle(self, run: list[Delivery], index: int) -> tuple[int, bool]:
+        """Handle ``run[index]``: how many messages that settled (itself and those it took),
+        and whether the rest of the run may follow (not after a retry or a failed settle)."""
+        delivery = run[index]
         # Each task runs in a copy of the receive loop's context, so what is bound here stays
         # with this message and needs no clearing afterwards.
         structlog.contextvars.bind_contextvars(
@@ -217,7 +284,7 @@ class Worker:
         )
         started = time.perf_counter()
         try:
-            await self._dispatch(delivery)
+            return await self._dispatch(run, index)
         except asyncio.CancelledError:
             if not delivery.settled:
                 await self._settle_quietly(delivery.release(), "released")
@@ -226,28 +293,45 @@ class Worker:
         finally:
             self._instruments.latency.record(time.perf_counter() - started, self._instruments.attrs)
 
-    async def _dispatch(self, delivery: Delivery) -> None:
+    async def _dispatch(self, run: list[Delivery], index: int) -> tuple[int, bool]:
+        delivery = run[index]
         try:
             envelope = Envelope.decode(delivery.body)
         except MalformedMessage as exc:
-            await self._dead_letter(delivery, exc.reason, str(exc))
-            return
+            return 1, await self._dead_letter(delivery, exc.reason, str(exc))
         structlog.contextvars.bind_contextvars(
             event_id=envelope.id, event_type=envelope.type, tenant=envelope.tenant
         )
         handler = self._handlers.get(envelope.type)
         if handler is None:
-            await self._dead_letter(
-                delivery, NO_HANDLER, f"{self.queue} has no handler for type {envelope.type!r}"
-            )
-            return
+            reason = f"{self.queue} has no handler for type {envelope.type!r}"
+            return 1, await self._dead_letter(delivery, NO_HANDLER, reason)
+        following = run[index + 1 :]
+        group = Run(_decodable(following)) if following else None
         context = HandlerContext(
             queue=self.queue,
             message_id=delivery.message_id,
             delivery_count=delivery.delivery_count,
             max_deliveries=delivery.max_deliveries,
             enqueued_at=delivery.enqueued_at,
+            run=group,
         )
+        failed = await self._invoke(handler, envelope, context, delivery)
+        if failed is not None:
+            return 1, failed
+        taken = [delivery, *following[: group.taken if group is not None else 0]]
+        for done, delivery_ in enumerate(taken, start=1):
+            if not await self._settle_quietly(delivery_.complete(), "completed"):
+                return done, False
+            self.stats.completed += 1
+            self._instruments.processed.add(1, self._instruments.attrs)
+        return len(taken), True
+
+    async def _invoke(
+        self, handler: Handler, envelope: Envelope, context: HandlerContext, delivery: Delivery
+    ) -> bool | None:
+        """Run the handler: ``None`` when it succeeded; else settle the failure and say
+        whether the run may go on (after a dead-letter) or not (after a retry)."""
         span = (
             self._span_factory(envelope, self.queue)
             if self._span_factory is not None
@@ -259,18 +343,18 @@ class Worker:
         except asyncio.CancelledError:
             raise
         except PermanentError as exc:
-            await self._dead_letter(delivery, exc.reason, str(exc))
+            return await self._dead_letter(delivery, exc.reason, str(exc))
         except RateLimited as exc:
             await self._retry(delivery, max(exc.retry_after, 0.0), exc)
+            return False
         except TransientError as exc:
             await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
+            return False
         except Exception as exc:
             _log.exception("handler crashed", error=type(exc).__name__)
             await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
-        else:
-            if await self._settle_quietly(delivery.complete(), "completed"):
-                self.stats.completed += 1
-                self._instruments.processed.add(1, self._instruments.attrs)
+            return False
+        return None
 
     async def _retry(self, delivery: Delivery, delay: float, exc: BaseException) -> None:
         self.stats.failed += 1
@@ -283,12 +367,17 @@ class Worker:
         if await self._settle_quietly(delivery.retry(delay, reason=reason), "retried"):
             self.stats.retried += 1
 
-    async def _dead_letter(self, delivery: Delivery, reason: str, description: str) -> None:
+    async def _dead_letter(self, delivery: Delivery, reason: str, description: str) -> bool:
+        """Dead-letter ``delivery``; whether that was settled (the run may go on)."""
         _log.warning("dead-lettering", reason=reason)
-        if await self._settle_quietly(delivery.dead_letter(reason, description), "dead_lettered"):
-            self.stats.dead_lettered += 1
-            self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
-            self._instruments.dead.add(1, {**self._instruments.attrs, "reason": reason})
+        if not await self._settle_quietly(
+            delivery.dead_letter(reason, description), "dead_lettered"
+        ):
+            return False
+        self.stats.dead_lettered += 1
+        self.stats.reasons[reason] = self.stats.reasons.get(reason, 0) + 1
+        self._instruments.dead.add(1, {**self._instruments.attrs, "reason": reason})
+        return True
 
     async def _settle_quietly(self, settlement: Awaitable[None], outcome: str) -> bool:
         try:
@@ -311,19 +400,32 @@ class Worker:
             await asyncio.sleep(period / 2)
             now = time.monotonic()
             due = [
-                (task, d)
-                for task, d in list(self._tasks.items())
-                if not d.settled and now - self._renewed.get(task, now) >= period
+                (task, [d for d in run if not d.settled])
+                for task, run in list(self._tasks.items())
+                if now - self._renewed.get(task, now) >= period
             ]
-            for task, delivery in due:
-                try:
-                    await delivery.renew_lock()
-                    self._renewed[task] = time.monotonic()
-                except LockLost:
-                    _log.warning("lock lost during handling", message_id=delivery.message_id)
-                    self._renewed.pop(task, None)
-                except Exception as exc:
-                    _log.warning("lock renewal failed", error=type(exc).__name__)
+            for task, deliveries in due:
+                if not deliveries:
+                    continue
+                self._renewed[task] = time.monotonic()
+                for delivery in deliveries:
+                    try:
+                        await delivery.renew_lock()
+                    except LockLost:
+                        _log.warning("lock lost during handling", message_id=delivery.message_id)
+                    except Exception as exc:
+                        _log.warning("lock renewal failed", error=type(exc).__name__)
+
+
+def _decodable(deliveries: list[Delivery]) -> tuple[Envelope, ...]:
+    """The envelopes of ``deliveries`` up to the first that does not decode."""
+    envelopes: list[Envelope] = []
+    for delivery in deliveries:
+        try:
+            envelopes.append(Envelope.decode(delivery.body))
+        except MalformedMessage:
+            break
+    return tuple(envelopes)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

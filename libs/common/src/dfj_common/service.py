@@ -138,8 +138,12 @@ async def build_worker_service(
     closers: Sequence[Callable[[], Awaitable[None]]] = (),
     topology: Topology = TOPOLOGY,
     telemetry: Telemetry | None = None,
+    session_batch: Mapping[str, int] | None = None,
 ) -> WorkerService:
     """The common shape of a worker: one :class:`Worker` per consumed queue, plus probes.
+
+    ``session_batch`` names the queues whose handlers act on runs of one session's messages
+    (see :mod:`dfj_common.runtime`) and the longest run each may receive.
 
     ``tables`` maps each queue the service consumes to its handler table, or builds that map
     from the database and bus once they are open. The bus and the database are opened from the
@@ -168,6 +172,7 @@ async def build_worker_service(
             grace=settings.drain_grace_seconds,
             meter=meter,
             span_factory=span_factory,
+            session_batch=(session_batch or {}).get(queue, 1),
         )
         for queue, table in tables.items()
     ]

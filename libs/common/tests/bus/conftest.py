@@ -103,9 +103,9 @@ class BusCase:
         """A message or session id no other test (or earlier run on a real broker) uses."""
         return f"{label}-{uuid.uuid4().hex}"
 
-    def receiver(self, queue: str) -> Receiver:
+    def receiver(self, queue: str, *, session_batch: int = 1) -> Receiver:
         """A receiver that the fixture closes at teardown."""
-        receiver = self.bus.receiver(queue)
+        receiver = self.bus.receiver(queue, session_batch=session_batch)
         self._receivers.append(receiver)
         return receiver
 

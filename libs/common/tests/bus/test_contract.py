@@ -582,6 +582,115 @@ async def test_competing_receivers_keep_session_order_and_exclusivity(case: BusC
             assert earlier[4] <= later[3], f"session {s} handled concurrently: {earlier} {later}"
 
 
+# -- session runs (session_batch) -----------------------------------------------------------------
+
+
+async def test_session_run_is_handed_out_together_and_in_order(case: BusCase) -> None:
+    """With ``session_batch=4`` one receive gives the first four of a session, in order; the
+    rest go to nobody until every one of the run is settled."""
+    queue, session = case.session_queue, case.uid("s")
+    await case.bus.publish_batch(queue, [seq_msg(session, i, case) for i in range(6)])
+    holder = case.receiver(queue, session_batch=4)
+    other = case.receiver(queue, session_batch=4)
+    run = await case.receive_n(holder, 4, batch=10)
+    assert [seq_of(d) for d in run] == [(session, i) for i in range(4)]
+    for d in run[:3]:
+        await d.complete()
+    await asyncio.gather(case.expect_nothing(holder), case.expect_nothing(other))
+    await run[3].complete()
+    rest = await case.receive_n(other, 2, batch=10)
+    assert [seq_of(d) for d in rest] == [(session, 4), (session, 5)]
+    for d in rest:
+        await d.complete()
+
+
+async def test_session_runs_of_several_sessions_in_one_receive(case: BusCase) -> None:
+    """Runs of different sessions come together; each is in order, none exceeds the batch."""
+    queue = case.session_queue
+    sessions = [case.uid(f"s{i}") for i in range(3)]
+    await case.bus.publish_batch(queue, [seq_msg(s, i, case) for i in range(5) for s in sessions])
+    receiver = case.receiver(queue, session_batch=3)
+    got = await case.receive_n(receiver, 9, batch=20)
+    per: dict[str, list[int]] = defaultdict(list)
+    for d in got:
+        session, seq = seq_of(d)
+        per[session].append(seq)
+    assert per == {s: [0, 1, 2] for s in sessions}
+    for d in got:
+        await d.complete()
+    tail = await case.receive_n(receiver, 6, batch=20)
+    assert sorted(seq_of(d) for d in tail) == sorted((s, i) for s in sessions for i in (3, 4))
+    for d in tail:
+        await d.complete()
+
+
+async def test_retried_run_head_brings_the_released_rest_back_behind_it(case: BusCase) -> None:
+    """Retry the first of a run and release the others: after the delay all come back, in the
+    original order, the first counted twice."""
+    queue, session = case.session_queue, case.uid("s")
+    await case.bus.publish_batch(queue, [seq_msg(session, i, case) for i in range(3)])
+    receiver = case.receiver(queue, session_batch=3)
+    run = await case.receive_n(receiver, 3, batch=10)
+    started = time.monotonic()
+    await run[0].retry(case.short_delay)
+    for d in run[1:]:
+        await d.release()
+    await case.expect_nothing(receiver, within=case.short_delay - 2 * case.slack)
+    again = await case.receive_n(receiver, 3, batch=10, within=case.settle + case.short_delay)
+    assert time.monotonic() - started >= case.short_delay - case.slack
+    assert [seq_of(d) for d in again] == [(session, i) for i in range(3)]
+    assert again[0].delivery_count == 2
+    for d in again:
+        await d.complete()
+
+
+async def test_competing_run_receivers_keep_session_order_and_exclusivity(case: BusCase) -> None:
+    """Two run receivers draining many sessions keep each FIFO, one holder per session."""
+    queue = case.session_queue
+    sessions = [case.uid(f"s{i}") for i in range(4)]
+    per_session = 12
+    total = per_session * len(sessions)
+    rng = random.Random(11)
+    order = [s for s in sessions for _ in range(per_session)]
+    rng.shuffle(order)
+    await case.bus.publish_batch(
+        queue, [seq_msg(s, order[:i].count(s), case) for i, s in enumerate(order)]
+    )
+    handled: list[tuple[str, int, int]] = []
+    holding: dict[str, tuple[int, int]] = {}  # session -> (worker, deliveries unsettled)
+
+    async def work(worker: int) -> None:
+        receiver = case.receiver(queue, session_batch=5)
+        deadline = time.monotonic() + case.settle + total * 0.1
+        while len(handled) < total and time.monotonic() < deadline:
+            got = await receiver.receive(10, timeout=case.quiet)
+            for d in got:
+                session, _ = seq_of(d)
+                owner, count = holding.get(session, (worker, 0))
+                assert owner == worker, f"{session} held by two receivers at once"
+                holding[session] = (worker, count + 1)
+            for d in got:
+                await asyncio.sleep(rng.uniform(0, 0.005))
+                session, seq = seq_of(d)
+                handled.append((session, seq, worker))
+                owner, count = holding[session]
+                if count == 1:
+                    del holding[session]  # before settling: the next run may come at once
+                else:
+                    holding[session] = (owner, count - 1)
+                await d.complete()
+
+    await asyncio.gather(work(0), work(1))
+    assert len(handled) == total
+    for s in sessions:
+        assert [q for h, q, _ in handled if h == s] == list(range(per_session))
+
+
+async def test_session_batch_must_be_positive(case: BusCase) -> None:
+    with pytest.raises(ValueError, match="session_batch"):
+        case.bus.receiver(case.session_queue, session_batch=0)
+
+
 async def test_session_queue_rejects_message_without_session_id(case: BusCase) -> None:
     """Publishing to a session queue without a session_id raises ValueError and sends nothing."""
     mid = case.uid()

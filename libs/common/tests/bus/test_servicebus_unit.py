@@ -1542,6 +1542,55 @@ async def test_session_retry_holds_the_session_so_successors_wait(make_rig: Make
     await nxt.complete()
 
 
+async def test_session_batch_hands_out_runs_of_one_session(rig: Rig) -> None:
+    """``session_batch=3``: one receive gets three consecutive messages of the session, the
+    rest waits until all three are settled, and the next run follows in order."""
+    for i in range(5):
+        await rig.bus.publish(ORDERED, msg(f"a{i}", session="a"))
+    receiver = rig.bus.receiver(ORDERED, session_batch=3)
+    first = await receiver.receive(10, timeout=1.0)
+    assert [d.message_id for d in first] == ["a0", "a1", "a2"]
+    assert rig.broker.locked_in_session(ORDERED, "a") == 3
+    await first[0].complete()
+    await first[1].complete()
+    assert await receiver.receive(10, timeout=0.3) == [], "a2 is still out"
+    await first[2].complete()
+    second = await receiver.receive(10, timeout=1.0)
+    assert [d.message_id for d in second] == ["a3", "a4"]
+    for d in second:
+        await d.complete()
+    assert rig.broker.pending(ORDERED) == []
+    await receiver.close()
+
+
+async def test_session_batch_retry_inside_a_run_holds_the_session_for_the_rest(rig: Rig) -> None:
+    """The consumer retries the middle of a run and releases the rest (the contract): the
+    session is held for the delay, then the retried message comes back first, counted."""
+    for i in range(3):
+        await rig.bus.publish(ORDERED, msg(f"a{i}", session="a"))
+    receiver = rig.bus.receiver(ORDERED, session_batch=3)
+    run = await receiver.receive(10, timeout=1.0)
+    assert [d.message_id for d in run] == ["a0", "a1", "a2"]
+    loop = asyncio.get_running_loop()
+    await run[0].complete()
+    started = loop.time()
+    await run[1].retry(0.3, reason="later")
+    await run[2].release()
+    got: list[Delivery] = []
+    while not got and loop.time() - started < 3:
+        got = await receiver.receive(10, timeout=0.5)
+    assert loop.time() - started >= 0.3
+    assert [(d.message_id, d.delivery_count) for d in got] == [("a1", 2), ("a2", 2)]
+    for d in got:
+        await d.complete()
+    await receiver.close()
+
+
+def test_session_batch_must_be_positive(rig: Rig) -> None:
+    with pytest.raises(ValueError, match="session_batch"):
+        rig.bus.receiver(ORDERED, session_batch=0)
+
+
 async def test_closing_during_a_session_hold_hands_the_message_back(rig: Rig) -> None:
     """Closing the receiver ends a hold early: the message is abandoned, not left locked."""
     await rig.bus.publish(ORDERED, msg("a1", session="a"))

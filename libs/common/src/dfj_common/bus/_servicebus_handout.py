@@ -1,7 +1,8 @@
 """Demand-driven hand-out between session loops and ``Receiver.receive`` callers (no SDK).
 
 A session queue is consumed by a pool of loops, each holding at most one Service Bus session
-and at most one unsettled message of it. A loop fetches a message only against a *permit*, and
+and at most one unsettled message of it (or, for a receiver with ``session_batch``, one
+unsettled run of consecutive messages). A loop fetches a message only against a *permit*, and
 permits exist only while ``receive`` callers are waiting for more than is already ready or
 being fetched. So nothing is received (and locked) that nobody asked for, except what was in
 flight when a caller gave up waiting; that waits in ``ready`` for the next caller.
@@ -88,6 +89,18 @@ class Handout(Generic[T]):
                 return False
             self._reserved += 1
             return True
+
+    async def acquire_more(self, most: int) -> int:
+        """Reserve up to ``most`` more units of demand that are unmet now, without waiting.
+
+        A session loop that holds a permit uses it to fetch a run of its session at once.
+        """
+        async with self._cond:
+            if self._closed or most < 1:
+                return 0
+            count = max(min(most, self.unmet), 0)
+            self._reserved += count
+            return count
 
     async def offer(self, item: T) -> bool:
         """Hand in what a permit fetched; False (keep it, and release it) if closed."""

@@ -9,6 +9,12 @@ Semantics (proved for each backend by the contract suite in ``libs/common/tests/
 - ``delivery_count`` counts receipts; a message received more than ``max_deliveries`` times is
   dead-lettered with reason ``MaxDeliveryCountExceeded``;
 - on session queues, FIFO per ``session_id`` with one consumer per session at a time;
+- a receiver made with ``session_batch=N`` may hand out up to N *consecutive* messages of one
+  session at once (in sequence order within the returned list), so a consumer can act on a
+  run of them together — the discord-worker packs notifications waiting for one channel into
+  one post. Nothing later of that session reaches anyone while any of them is unsettled. The
+  consumer settles them in order; when it retries or releases one, it releases the later ones
+  of the run too, and they come back behind it, in order;
 - publishes with a ``message_id`` already seen within ``duplicate_window`` are dropped;
 - dead-lettered messages can be listed, shown and replayed.
 """
@@ -170,8 +176,13 @@ class Bus(abc.ABC):
         """Enqueue a message that becomes visible at epoch second ``at``."""
 
     @abc.abstractmethod
-    def receiver(self, queue: str) -> Receiver:
-        """A receiver for ``queue``; close it when done."""
+    def receiver(self, queue: str, *, session_batch: int = 1) -> Receiver:
+        """A receiver for ``queue``; close it when done.
+
+        ``session_batch`` > 1 lets a receive on a session queue return runs of up to that
+        many consecutive messages of one session (see the module docstring); it is ignored
+        on a queue without sessions.
+        """
 
     @abc.abstractmethod
     async def dead_letters(self, queue: str, *, limit: int = 100) -> list[DeadLetter]:

@@ -13,7 +13,10 @@ How it keeps the contract of :mod:`dfj_common.bus.base`:
   consumer whose lock expired (and whose message went to another) gets ``LockLost``.
 - **Sessions.** On a session queue only the head (lowest sequence) of each session can be
   claimed, and only while nothing else of that session is in flight or waiting to be retried.
-  That is FIFO per session with one consumer per session at a time, across processes.
+  That is FIFO per session with one consumer per session at a time, across processes. A
+  receiver with ``session_batch=N`` claims a run instead: up to N consecutive messages of a
+  session, each with its own lock, under the same condition for the first of them; while any
+  is locked nothing behind it is claimable.
 - **Waking consumers.** Receivers register an abstract Unix datagram socket in ``listeners``;
   after a commit that made messages available, the publishing process sends each listener of
   that queue one byte. Receivers also poll at ``poll_interval`` (and at the next scheduled
@@ -422,13 +425,20 @@ class LocalBus(Bus):
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receiver(self, queue: str) -> LocalReceiver:
-        receiver = LocalReceiver(self, self.spec(queue))
+    def receiver(self, queue: str, *, session_batch: int = 1) -> LocalReceiver:
+        if session_batch < 1:
+            raise ValueError("session_batch must be at least 1")
+        receiver = LocalReceiver(self, self.spec(queue), session_batch=session_batch)
         self._receivers.add(receiver)
         return receiver
 
     def _claim(
-        self, conn: sqlite3.Connection, now: float, spec: QueueSpec, limit: int
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        spec: QueueSpec,
+        limit: int,
+        session_batch: int = 1,
     ) -> list[LocalDelivery]:
         token = secrets.token_hex(8)
         promoted = conn.execute(
@@ -440,7 +450,18 @@ class LocalBus(Bus):
         ).rowcount
         if promoted:
             conn.execute("DELETE FROM scheduled WHERE queue = ? AND due_at <= ?", (spec.name, now))
-        if spec.sessions:
+        if spec.sessions and session_batch > 1:
+            # Runs: the first ``:k`` messages of each session, as long as nothing before them
+            # in their session is locked or waiting for a retry (the running maximum of
+            # ``available_at`` over the session, in sequence order, is not in the future).
+            candidates = (
+                "SELECT seq FROM (SELECT seq, ROW_NUMBER() OVER w AS rn,"
+                " MAX(available_at) OVER (w ROWS UNBOUNDED PRECEDING) AS latest"
+                " FROM messages WHERE queue = :q AND state = 0"
+                " WINDOW w AS (PARTITION BY session_id ORDER BY seq))"
+                " WHERE rn <= :k AND latest <= :now ORDER BY seq LIMIT :n"
+            )
+        elif spec.sessions:
             candidates = (
                 "SELECT m.seq FROM messages m WHERE m.queue = :q AND m.state = 0"
                 " AND m.available_at <= :now AND m.seq = (SELECT MIN(h.seq) FROM messages h"
@@ -465,6 +486,7 @@ class LocalBus(Bus):
                 "q": spec.name,
                 "now": now,
                 "n": limit,
+                "k": session_batch,
                 "lock": now + spec.lock_duration,
                 "tok": token,
             },
@@ -829,9 +851,10 @@ class LocalDelivery(Delivery):
 class LocalReceiver(Receiver):
     """Claims messages of one queue; woken by datagrams from publishers, or by polling."""
 
-    def __init__(self, bus: LocalBus, spec: QueueSpec) -> None:
+    def __init__(self, bus: LocalBus, spec: QueueSpec, *, session_batch: int = 1) -> None:
         self._bus = bus
         self._spec = spec
+        self._session_batch = session_batch if spec.sessions else 1
         self._sock: socket.socket | None = None
         self._address = f"dfj-bus-{os.getpid()}-{secrets.token_hex(6)}"
         self._wakeup = asyncio.Event()
@@ -882,13 +905,13 @@ class LocalReceiver(Receiver):
         if not self._registered:
             await self._register()
         deadline = time.monotonic() + max(timeout, 0.0)
-        spec = self._spec
+        spec, run = self._spec, self._session_batch
         while True:
             if self.is_closed():
                 return []
             self._wakeup.clear()
             got: list[LocalDelivery] = await self._bus._write(
-                lambda c, now: self._bus._claim(c, now, spec, max_messages)
+                lambda c, now: self._bus._claim(c, now, spec, max_messages, run)
             )
             if self.is_closed():
                 # Closed while claiming: hand the claims straight back rather than orphan them.

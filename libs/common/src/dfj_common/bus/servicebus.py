@@ -16,11 +16,13 @@ How it keeps the contract of :mod:`dfj_common.bus.base`:
   queue refuses one (``ValueError``), exactly as the local bus does.
 - **Receiving.** A plain queue is one peek-lock receiver with ``prefetch_count=0``. A session
   queue is a pool of up to ``max_sessions`` loops; each accepts the next available session
-  (``NEXT_AVAILABLE_SESSION``), hands out its messages **one at a time** — the next only after
-  the previous one was settled, so FIFO per session holds while the worker runs many deliveries
-  at once — and closes the session after ``session_idle_timeout`` without work, or at once
-  after a ``release`` or a failed settlement (so the broker hands the message out again, in
-  order). Loops fetch only against demand from ``receive`` callers (see ``_servicebus_handout``).
+  (``NEXT_AVAILABLE_SESSION``), hands out its messages **one at a time** (or, with
+  ``session_batch=N``, runs of up to N fetched in one ``receive_messages``) — the next only
+  after everything handed out was settled, so FIFO per session holds while the worker runs
+  many deliveries at once — and closes the session after ``session_idle_timeout`` without
+  work, or at once after a ``release`` or a failed settlement (so the broker hands the message
+  out again, in order). Loops fetch only against demand from ``receive`` callers (see
+  ``_servicebus_handout``).
 - **Delivery count.** The SDK reports the AMQP header's count of *previous* deliveries; the
   contract's count includes this one, and the deliveries used by earlier retry copies (the
   ``dfj-attempt`` property). A delivery whose effective count exceeds ``max_deliveries`` is
@@ -445,10 +447,12 @@ class _SessionReceiver(Receiver):
         batch: int,
         max_sessions: int,
         idle_timeout: float,
+        session_batch: int = 1,
     ) -> None:
         self._bus = bus
         self._spec = spec
         self._batch = batch
+        self._session_batch = session_batch
         self._max_sessions = max_sessions
         self._idle_timeout = idle_timeout
         self._accept_wait = max(idle_timeout, 1.0)
@@ -546,46 +550,71 @@ class _SessionReceiver(Receiver):
         return rx
 
     async def _drain_session(self, rx: ReceiverLike) -> None:
-        """Hand out the session's messages one at a time until idle, released or lost."""
+        """Hand out the session's messages (one at a time, or runs of up to ``session_batch``)
+        until idle, released or lost; the next only after everything handed out was settled."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._idle_timeout
         while not self._closed and (remaining := deadline - loop.time()) > 0:
             if not await self._handout.acquire(within=remaining):
                 return
+            permits = 1
+            if self._session_batch > 1:
+                permits += await self._handout.acquire_more(self._session_batch - 1)
             try:
                 raw = await rx.receive_messages(
-                    max_message_count=1, max_wait_time=max(min(RECEIVE_SLICE, remaining), MIN_WAIT)
+                    max_message_count=permits,
+                    max_wait_time=max(min(RECEIVE_SLICE, remaining), MIN_WAIT),
                 )
             except Exception as exc:  # session lock lost, link gone: next session
-                await self._handout.give_back()
+                for _ in range(permits):
+                    await self._handout.give_back()
                 _log.info("session ended", queue=self._spec.name, error=type(exc).__name__)
                 return
-            if not raw:
+            for _ in range(permits - len(raw)):
                 await self._handout.give_back()
+            if not raw:
                 continue
-            if not await self._hand_out(rx, raw[0]):
+            if not await self._hand_out(rx, list(raw)):
                 return
             deadline = loop.time() + self._idle_timeout
 
-    async def _hand_out(self, rx: ReceiverLike, message: ReceivedMessageLike) -> bool:
-        """Offer one message (under the permit just used) and wait for its settlement.
+    async def _hand_out(self, rx: ReceiverLike, messages: list[ReceivedMessageLike]) -> bool:
+        """Offer a run of the session's messages (one permit each) and wait for every
+        settlement, in order.
 
         True to go on with the session; False to close it (released, lost, held, closing).
+        A retry of one message with a delay holds the session for it; the consumer released
+        the later ones of the run (the contract), so they come back behind it.
         """
-        delivery = ServiceBusDelivery(self._bus, self._spec, rx, message, in_session=True)
-        if delivery.delivery_count > self._spec.max_deliveries:
-            await self._handout.give_back()
-            return await self._bus._dead_letter_exhausted(delivery)
-        settled = _Settled()
-        delivery._on_settled = settled.set
-        if not await self._handout.offer(delivery):
-            await _quietly("release", delivery.release())
-            return False
-        result = await self._wait_settled(delivery, rx, settled)
-        if result == "held":
-            await self._hold(delivery, rx, settled.hold)
-            return False
-        return result not in ("released", "lost")
+        offered: list[tuple[ServiceBusDelivery, _Settled]] = []
+        go_on = True
+        for message in messages:
+            delivery = ServiceBusDelivery(self._bus, self._spec, rx, message, in_session=True)
+            if delivery.delivery_count > self._spec.max_deliveries:
+                await self._handout.give_back()
+                go_on = await self._bus._dead_letter_exhausted(delivery) and go_on
+                continue
+            if not go_on:
+                await self._handout.give_back()
+                await _quietly("release", delivery.release())
+                continue
+            settled = _Settled()
+            delivery._on_settled = settled.set
+            if not await self._handout.offer(delivery):
+                await _quietly("release", delivery.release())
+                go_on = False
+                continue
+            offered.append((delivery, settled))
+        held: tuple[ServiceBusDelivery, float] | None = None
+        for delivery, settled in offered:
+            result = await self._wait_settled(delivery, rx, settled)
+            if result == "held" and held is None:
+                held = (delivery, settled.hold)
+            if result in ("held", "released", "lost"):
+                go_on = False
+        if held is not None:
+            await self._hold(held[0], rx, held[1])
+        return go_on
 
     async def _hold(self, delivery: ServiceBusDelivery, rx: ReceiverLike, delay: float) -> None:
         """Keep the session (and so the retried message ahead of its successors) for ``delay``,
@@ -925,7 +954,9 @@ class ServiceBusBus(Bus):
 
     # -- receiving -----------------------------------------------------------------------------
 
-    def receiver(self, queue: str) -> Receiver:
+    def receiver(self, queue: str, *, session_batch: int = 1) -> Receiver:
+        if session_batch < 1:
+            raise ValueError("session_batch must be at least 1")
         self._check_open()
         spec = self.spec(queue)
         receiver: Receiver
@@ -936,6 +967,7 @@ class ServiceBusBus(Bus):
                 batch=self._receive_batch,
                 max_sessions=self._max_sessions,
                 idle_timeout=self._session_idle_timeout,
+                session_batch=session_batch,
             )
         else:
             receiver = _QueueReceiver(self, spec, batch=self._receive_batch)

@@ -26,6 +26,7 @@ import structlog
 from yarl import URL
 
 from dfj_common.clock import Clock
+from dfj_common.httpbody import read_capped
 from dfj_jira_worker.jira.errors import JiraError, JiraUnavailable
 
 __all__ = ["MAX_BODY", "MAX_ERROR_BODY", "Answer", "Transport"]
@@ -44,22 +45,6 @@ class Answer:
     status: int
     body: bytes = field(repr=False)
     retry_after: str | None = None
-
-
-async def _read(response: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
-    """At most ``cap`` bytes of the body, and whether that was all of it."""
-    length = response.content_length
-    if length is not None and length <= cap:
-        return await response.read(), True
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_any():
-        if size + len(chunk) > cap:
-            chunks.append(chunk[: cap - size])
-            return b"".join(chunks), False
-        size += len(chunk)
-        chunks.append(chunk)
-    return b"".join(chunks), True
 
 
 class Transport:
@@ -129,7 +114,7 @@ class Transport:
             ) as response:
                 status = response.status
                 ok = 200 <= status < 300
-                payload, complete = await _read(response, MAX_BODY if ok else MAX_ERROR_BODY)
+                payload, complete = await read_capped(response, MAX_BODY if ok else MAX_ERROR_BODY)
                 retry_after = response.headers.get("Retry-After")
         except TimeoutError as exc:
             self._trace(
