@@ -651,3 +651,60 @@ async def test_delivery_log_records_and_updates(repos: Repositories, clock: Manu
     await repos.delivery_log.record("out-2", channel_id=CHANNEL, status="failed")
     assert await repos.delivery_log.purge_older_than(timedelta(minutes=1)) == 1
     assert await repos.delivery_log.get("out-1") is None
+
+
+async def test_delivery_log_records_a_pack_in_one_go(repos: Repositories) -> None:
+    """record_many() writes every member of a packed post; only the head carries the size."""
+    members = ["out-1", "out-2", "out-3"]
+    posting = await repos.delivery_log.record_many(
+        members, channel_id=CHANNEL, status="posting", pack_head="out-1", pack_size=3
+    )
+    assert [d.message_id for d in posting] == members
+    assert [(d.pack_head, d.pack_size) for d in posting] == [
+        ("out-1", 3),
+        ("out-1", None),
+        ("out-1", None),
+    ]
+    sent = await repos.delivery_log.record_many(
+        members, channel_id=CHANNEL, status="sent", discord_message_id="1500000000000000009"
+    )
+    assert {(d.status, d.discord_message_id, d.pack_head) for d in sent} == {
+        ("sent", "1500000000000000009", "out-1")
+    }
+    head = await repos.delivery_log.get("out-1")
+    assert head is not None and head.pack_size == 3, "a later record keeps the pack"
+    with pytest.raises(InvalidValue):
+        await repos.delivery_log.record_many(
+            ["x"], channel_id=CHANNEL, status="posting", pack_head="x", pack_size=0
+        )
+
+
+# --- issue threads -------------------------------------------------------------------------
+
+
+async def test_issue_threads_remember_replace_and_forget(
+    repos: Repositories, clock: ManualClock
+) -> None:
+    """A thread per (channel, issue); replaced when re-created; gone with the site."""
+    await install(repos)
+    key = f"{SITE}:10001"
+    assert await repos.issue_threads.get(CHANNEL, key) is None
+    first = await repos.issue_threads.put(
+        CHANNEL, key, client_key=SITE, thread_id="1600000000000000001"
+    )
+    assert await repos.issue_threads.get(CHANNEL, key) == first
+    assert first.created_at == at(clock)
+    clock.advance(5)
+    again = await repos.issue_threads.put(
+        CHANNEL, key, client_key=SITE, thread_id="1600000000000000002"
+    )
+    assert again.thread_id == "1600000000000000002"
+    assert await repos.issue_threads.forget(CHANNEL, key)
+    assert not await repos.issue_threads.forget(CHANNEL, key)
+    await repos.issue_threads.put(CHANNEL, key, client_key=SITE, thread_id="1600000000000000003")
+    await repos.installations.delete(SITE)
+    assert await repos.issue_threads.get(CHANNEL, key) is None, "deleted with its site"
+    with pytest.raises(UnknownReference):
+        await repos.issue_threads.put(
+            CHANNEL, key, client_key=OTHER_SITE, thread_id="1600000000000000004"
+        )

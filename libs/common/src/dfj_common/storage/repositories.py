@@ -139,6 +139,19 @@ class Delivery:
     discord_message_id: str | None
     status: str
     recorded_at: datetime
+    pack_head: str | None = None  # the first message of the post this one went out in
+    pack_size: int | None = None  # on that first message: how many went out together
+
+
+@dataclass(frozen=True, slots=True)
+class IssueThread:
+    """The thread of a channel where one issue's notifications go."""
+
+    channel_id: str
+    thread_key: str
+    client_key: str
+    thread_id: str
+    created_at: datetime
 
 
 # --- repositories -------------------------------------------------------------------------
@@ -842,19 +855,55 @@ class DeliveryLog(_Repository):
         channel_id: str,
         status: str,
         discord_message_id: str | None = None,
+        pack_head: str | None = None,
+        pack_size: int | None = None,
     ) -> Delivery:
         """Insert or update the outcome of a message."""
+        (done,) = await self.record_many(
+            [message_id],
+            channel_id=channel_id,
+            status=status,
+            discord_message_id=discord_message_id,
+            pack_head=pack_head,
+            pack_size=pack_size,
+        )
+        return done
+
+    async def record_many(
+        self,
+        message_ids: Sequence[str],
+        *,
+        channel_id: str,
+        status: str,
+        discord_message_id: str | None = None,
+        pack_head: str | None = None,
+        pack_size: int | None = None,
+    ) -> list[Delivery]:
+        """Record one outcome for several messages in one transaction (a packed post).
+
+        ``pack_size`` is written on ``pack_head``'s row only (when it is among them).
+        """
+        if pack_size is not None and pack_size < 1:
+            raise InvalidValue("a pack holds at least one message")
         t = s.delivery_log
 
-        def record(conn: Connection) -> Delivery:
-            values = _present(
-                channel_id=channel_id,
-                status=status,
-                discord_message_id=discord_message_id,
-                recorded_at=self._db.now(),
-            )
-            upsert(conn, t, {"message_id": message_id}, values)
-            return _delivery(_one(conn, sa.select(t).where(t.c.message_id == message_id)))
+        def record(conn: Connection) -> list[Delivery]:
+            now = self._db.now()
+            for message_id in message_ids:
+                values = _present(
+                    channel_id=channel_id,
+                    status=status,
+                    discord_message_id=discord_message_id,
+                    recorded_at=now,
+                    pack_head=pack_head,
+                    pack_size=pack_size if message_id == pack_head else None,
+                )
+                upsert(conn, t, {"message_id": message_id}, values)
+            # One read per member (a pack has at most ten): no expanding IN, whose
+            # statement differs with every size.
+            return [
+                _delivery(_one(conn, sa.select(t).where(t.c.message_id == m))) for m in message_ids
+            ]
 
         return await self._db.run(record)
 
@@ -875,6 +924,46 @@ class DeliveryLog(_Repository):
         )
 
 
+class IssueThreads(_Repository):
+    """Which thread of a channel holds an issue's notifications (per-issue thread mode)."""
+
+    async def get(self, channel_id: str, thread_key: str) -> IssueThread | None:
+        """The thread for ``thread_key`` in ``channel_id``, if one was started."""
+        t = s.issue_threads
+        query = sa.select(t).where(
+            key_clause(t, {"channel_id": channel_id, "thread_key": thread_key})
+        )
+        row = await self._db.run(lambda conn: conn.execute(query).first(), write=False)
+        return None if row is None else _issue_thread(row)
+
+    async def put(
+        self, channel_id: str, thread_key: str, *, client_key: str, thread_id: str
+    ) -> IssueThread:
+        """Remember (or replace) the thread; ``UnknownReference`` for an unknown site."""
+        t = s.issue_threads
+
+        def put(conn: Connection) -> IssueThread:
+            key = {"channel_id": channel_id, "thread_key": thread_key}
+            upsert(
+                conn,
+                t,
+                key,
+                {"client_key": client_key, "thread_id": thread_id},
+                insert_only={"created_at": self._db.now()},
+            )
+            return _issue_thread(_one(conn, sa.select(t).where(key_clause(t, key))))
+
+        return await self._db.run(put)
+
+    async def forget(self, channel_id: str, thread_key: str) -> bool:
+        """Drop the mapping (the thread is gone); whether there was one."""
+        t = s.issue_threads
+        stmt = sa.delete(t).where(
+            key_clause(t, {"channel_id": channel_id, "thread_key": thread_key})
+        )
+        return await self._db.run(lambda conn: bool(conn.execute(stmt).rowcount))
+
+
 class Repositories:
     """Every repository over one database, for composition roots."""
 
@@ -891,6 +980,7 @@ class Repositories:
         self.oauth_states = OAuthStates(db)
         self.metadata_cache = MetadataCache(db)
         self.delivery_log = DeliveryLog(db)
+        self.issue_threads = IssueThreads(db)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -990,4 +1080,16 @@ def _delivery(r: Row[Any]) -> Delivery:
         discord_message_id=r.discord_message_id,
         status=r.status,
         recorded_at=r.recorded_at,
+        pack_head=r.pack_head,
+        pack_size=r.pack_size,
+    )
+
+
+def _issue_thread(r: Row[Any]) -> IssueThread:
+    return IssueThread(
+        channel_id=r.channel_id,
+        thread_key=r.thread_key,
+        client_key=r.client_key,
+        thread_id=r.thread_id,
+        created_at=r.created_at,
     )

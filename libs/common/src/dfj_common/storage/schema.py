@@ -12,9 +12,9 @@ Portability rules this module keeps:
   through a filtered index (``WHERE installation_id IS NOT NULL``), not a constraint.
 - ``ON DELETE CASCADE`` runs along a single path per table (SQL Server refuses multiple cascade
   paths): installations → guild_connections → subscriptions / role_rules / feature_access, and
-  installations → user_links / drafts / metadata_cache. Deleting an installation therefore
-  purges that site's data in one statement; ``processed_ids``, ``oauth_states`` and
-  ``delivery_log`` hold no tenant data and are purged by age.
+  installations → user_links / drafts / metadata_cache / issue_threads. Deleting an
+  installation therefore purges that site's data in one statement; ``processed_ids``,
+  ``oauth_states`` and ``delivery_log`` hold no tenant data and are purged by age.
 - Every constraint and index is named (``NAMING_CONVENTION``), so migrations can address them.
 
 ``client_key`` is the tenant key everywhere: the Connect ``clientKey``, or for a Forge-only
@@ -41,6 +41,7 @@ __all__ = [
     "feature_access",
     "guild_connections",
     "installations",
+    "issue_threads",
     "metadata",
     "metadata_cache",
     "oauth_states",
@@ -276,6 +277,26 @@ delivery_log: Final = sa.Table(
     sa.Column("discord_message_id", sa.String(SNOWFLAKE)),
     sa.Column("status", sa.String(32), nullable=False),
     sa.Column("recorded_at", UtcDateTime, nullable=False),
+    # A message posted together with others (one Discord message for several): the id of the
+    # first of them, and on that first one how many went into the post (migration 0002).
+    sa.Column("pack_head", sa.String(255)),
+    sa.Column("pack_size", sa.Integer),
     sa.Index("ix_delivery_log_channel_id_recorded_at", "channel_id", "recorded_at"),
     sa.Index("ix_delivery_log_recorded_at", "recorded_at"),
+)
+
+issue_threads: Final = sa.Table(
+    "issue_threads",
+    metadata,
+    sa.Column("channel_id", sa.String(SNOWFLAKE), primary_key=True),
+    sa.Column("thread_key", sa.String(255), primary_key=True),
+    sa.Column(
+        "client_key",
+        sa.String(TENANT),
+        sa.ForeignKey("installations.client_key", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("thread_id", sa.String(SNOWFLAKE), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("ix_issue_threads_client_key", "client_key"),
 )
