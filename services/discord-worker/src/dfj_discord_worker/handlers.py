@@ -7,13 +7,30 @@ settlement (see ``dfj_common.runtime``). A type with no entry is dead-lettered a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
-from dfj_common.bus import DISCORD_OUTBOX
+from dfj_common.bus import DISCORD_OUTBOX, Bus
+from dfj_common.clock import Clock
 from dfj_common.runtime import HandlerTable
+from dfj_common.storage import Database, Repositories
+from dfj_discord_worker.delivery import INTERACTION_REPLY, MESSAGE_POST, Poster, Replier
+from dfj_discord_worker.discord import DiscordClient
 
-DISCORD_OUTBOX_HANDLERS: Final[HandlerTable] = {}
+#: The longest run of one channel's messages a handler receives at once: enough to pack 10
+#: embeds per post with room to spare for messages that do not pack.
+OUTBOX_RUN: Final = 25
 
-TABLES: Final = {
-    DISCORD_OUTBOX: DISCORD_OUTBOX_HANDLERS,
-}
+
+def build_tables(
+    database: Database, bus: Bus, *, discord: DiscordClient, clock: Clock, coalesce: bool = True
+) -> Mapping[str, HandlerTable]:
+    """The tables, wired to the database and the Discord client."""
+    del bus  # the discord-worker publishes nothing
+    repos = Repositories(database)
+    return {
+        DISCORD_OUTBOX: {
+            MESSAGE_POST: Poster(discord=discord, repos=repos, clock=clock, coalesce=coalesce),
+            INTERACTION_REPLY: Replier(discord=discord, repos=repos, clock=clock),
+        },
+    }

@@ -239,6 +239,16 @@ class RateLimiter:
             waits.append(self._global_wait(now))
         return max(waits)
 
+    def headroom(self, route: Route) -> int | None:
+        """Requests ``route``'s bucket may still take in its current window, less those queued
+        for it; ``None`` while the bucket is not known yet."""
+        now = self._clock.monotonic()
+        bucket = self._buckets.get(self._key(route))
+        if bucket is None or bucket.remaining is None:
+            return None
+        left = bucket.limit or 0 if now >= bucket.reset_at else bucket.remaining
+        return max(left - len(bucket.waiters) - (1 if bucket.busy else 0), 0)
+
     async def _enter(self, bucket: _Bucket, *, front: bool) -> None:
         """Take the bucket's turn, queueing FIFO (``front``: ahead of everyone waiting)."""
         if not bucket.busy and not bucket.waiters:
