@@ -26,6 +26,7 @@ bench: setup
 	$(UV) run --no-sync python bench/bus.py
 	$(UV) run --no-sync python bench/gateway.py
 	$(UV) run --no-sync python bench/fanout.py
+	$(UV) run --no-sync python bench/delivery.py
 
 lint: setup
 	$(UV) run --no-sync ruff check .

@@ -139,11 +139,14 @@ async def build_worker_service(
     topology: Topology = TOPOLOGY,
     telemetry: Telemetry | None = None,
     session_batch: Mapping[str, int] | None = None,
+    concurrency: Mapping[str, int] | None = None,
 ) -> WorkerService:
     """The common shape of a worker: one :class:`Worker` per consumed queue, plus probes.
 
     ``session_batch`` names the queues whose handlers act on runs of one session's messages
-    (see :mod:`dfj_common.runtime`) and the longest run each may receive.
+    (see :mod:`dfj_common.runtime`) and the longest run each may receive; ``concurrency``
+    overrides ``worker_concurrency`` for queues whose handlers mostly wait (on a remote rate
+    limit, say), where more of them in flight is what keeps the remote busy.
 
     ``tables`` maps each queue the service consumes to its handler table, or builds that map
     from the database and bus once they are open. The bus and the database are opened from the
@@ -168,7 +171,7 @@ async def build_worker_service(
             bus,
             topology[queue],
             table,
-            concurrency=settings.worker_concurrency,
+            concurrency=(concurrency or {}).get(queue, settings.worker_concurrency),
             grace=settings.drain_grace_seconds,
             meter=meter,
             span_factory=span_factory,

@@ -654,27 +654,33 @@ async def test_delivery_log_records_and_updates(repos: Repositories, clock: Manu
 
 
 async def test_delivery_log_records_a_pack_in_one_go(repos: Repositories) -> None:
-    """record_many() writes every member of a packed post; only the head carries the size."""
+    """record_pack() writes every member of a packed post; only the head carries the size."""
     members = ["out-1", "out-2", "out-3"]
-    posting = await repos.delivery_log.record_many(
+    assert await repos.delivery_log.get_many(members) == {}
+    await repos.delivery_log.record_pack(
         members, channel_id=CHANNEL, status="posting", pack_head="out-1", pack_size=3
     )
-    assert [d.message_id for d in posting] == members
-    assert [(d.pack_head, d.pack_size) for d in posting] == [
+    posting = await repos.delivery_log.get_many([*members, "other"])
+    assert sorted(posting) == members
+    assert [(posting[m].pack_head, posting[m].pack_size) for m in members] == [
         ("out-1", 3),
         ("out-1", None),
         ("out-1", None),
     ]
-    sent = await repos.delivery_log.record_many(
-        members, channel_id=CHANNEL, status="sent", discord_message_id="1500000000000000009"
+    await repos.delivery_log.record_pack(
+        members,
+        channel_id=CHANNEL,
+        status="sent",
+        pack_head="out-1",
+        pack_size=3,
+        discord_message_id="1500000000000000009",
     )
-    assert {(d.status, d.discord_message_id, d.pack_head) for d in sent} == {
+    sent = await repos.delivery_log.get_many(members)
+    assert {(d.status, d.discord_message_id, d.pack_head) for d in sent.values()} == {
         ("sent", "1500000000000000009", "out-1")
     }
-    head = await repos.delivery_log.get("out-1")
-    assert head is not None and head.pack_size == 3, "a later record keeps the pack"
     with pytest.raises(InvalidValue):
-        await repos.delivery_log.record_many(
+        await repos.delivery_log.record_pack(
             ["x"], channel_id=CHANNEL, status="posting", pack_head="x", pack_size=0
         )
 

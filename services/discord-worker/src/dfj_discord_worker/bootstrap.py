@@ -16,7 +16,7 @@ from dfj_common.service import WorkerService, build_worker_service
 from dfj_common.storage import Database
 from dfj_common.telemetry import Telemetry
 from dfj_discord_worker.discord import DiscordClient, LimiterPolicy
-from dfj_discord_worker.handlers import OUTBOX_RUN, build_tables
+from dfj_discord_worker.handlers import OUTBOX_CONCURRENCY, OUTBOX_RUN, build_tables
 
 SERVICE = "discord-worker"
 
@@ -44,4 +44,5 @@ async def bootstrap(
         closers=[discord.close],
         telemetry=telemetry,
         session_batch={DISCORD_OUTBOX: OUTBOX_RUN},
+        concurrency={DISCORD_OUTBOX: max(settings.worker_concurrency, OUTBOX_CONCURRENCY)},
     )

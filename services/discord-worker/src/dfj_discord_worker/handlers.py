@@ -17,9 +17,13 @@ from dfj_common.storage import Database, Repositories
 from dfj_discord_worker.delivery import INTERACTION_REPLY, MESSAGE_POST, Poster, Replier
 from dfj_discord_worker.discord import DiscordClient
 
-#: The longest run of one channel's messages a handler receives at once: enough to pack 10
-#: embeds per post with room to spare for messages that do not pack.
-OUTBOX_RUN: Final = 25
+#: The longest run of one channel's messages a handler receives at once: five full packs of
+#: 10, what a channel's bucket takes in one window, so a burst needs no half-empty posts.
+OUTBOX_RUN: Final = 50
+#: Channels (sessions) handled at once, at least. A handler spends most of its time waiting
+#: for its channel's bucket, so it takes about this many busy channels to use the global
+#: 50 requests per second.
+OUTBOX_CONCURRENCY: Final = 64
 
 
 def build_tables(

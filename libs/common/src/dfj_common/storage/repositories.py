@@ -855,57 +855,70 @@ class DeliveryLog(_Repository):
         channel_id: str,
         status: str,
         discord_message_id: str | None = None,
-        pack_head: str | None = None,
-        pack_size: int | None = None,
     ) -> Delivery:
         """Insert or update the outcome of a message."""
-        (done,) = await self.record_many(
-            [message_id],
-            channel_id=channel_id,
-            status=status,
-            discord_message_id=discord_message_id,
-            pack_head=pack_head,
-            pack_size=pack_size,
-        )
-        return done
+        t = s.delivery_log
 
-    async def record_many(
+        def record(conn: Connection) -> Delivery:
+            values = _present(
+                channel_id=channel_id,
+                status=status,
+                discord_message_id=discord_message_id,
+                recorded_at=self._db.now(),
+            )
+            upsert(conn, t, {"message_id": message_id}, values)
+            return _delivery(_one(conn, sa.select(t).where(t.c.message_id == message_id)))
+
+        return await self._db.run(record)
+
+    async def record_pack(
         self,
         message_ids: Sequence[str],
         *,
         channel_id: str,
         status: str,
+        pack_head: str,
+        pack_size: int,
         discord_message_id: str | None = None,
-        pack_head: str | None = None,
-        pack_size: int | None = None,
-    ) -> list[Delivery]:
-        """Record one outcome for several messages in one transaction (a packed post).
+    ) -> None:
+        """Write the outcome of the messages of one packed post, whole, in one transaction.
 
-        ``pack_size`` is written on ``pack_head``'s row only (when it is among them).
+        ``pack_size`` goes on ``pack_head``'s row. Two statements whatever the size (delete,
+        then one multi-row insert): delivery records a pack on every post.
         """
-        if pack_size is not None and pack_size < 1:
+        if not message_ids:
+            return
+        if pack_size < 1:
             raise InvalidValue("a pack holds at least one message")
         t = s.delivery_log
 
-        def record(conn: Connection) -> list[Delivery]:
+        def record(conn: Connection) -> None:
             now = self._db.now()
-            for message_id in message_ids:
-                values = _present(
-                    channel_id=channel_id,
-                    status=status,
-                    discord_message_id=discord_message_id,
-                    recorded_at=now,
-                    pack_head=pack_head,
-                    pack_size=pack_size if message_id == pack_head else None,
-                )
-                upsert(conn, t, {"message_id": message_id}, values)
-            # One read per member (a pack has at most ten): no expanding IN, whose
-            # statement differs with every size.
-            return [
-                _delivery(_one(conn, sa.select(t).where(t.c.message_id == m))) for m in message_ids
+            conn.execute(sa.delete(t).where(_any_id(t, message_ids)))
+            rows = [
+                {
+                    "message_id": message_id,
+                    "channel_id": channel_id,
+                    "status": status,
+                    "discord_message_id": discord_message_id,
+                    "recorded_at": now,
+                    "pack_head": pack_head,
+                    "pack_size": pack_size if message_id == pack_head else None,
+                }
+                for message_id in message_ids
             ]
+            conn.execute(sa.insert(t), rows)
 
-        return await self._db.run(record)
+        await self._db.run(record)
+
+    async def get_many(self, message_ids: Sequence[str]) -> dict[str, Delivery]:
+        """The outcomes recorded for any of ``message_ids``, by id, in one query."""
+        if not message_ids:
+            return {}
+        t = s.delivery_log
+        query = sa.select(t).where(_any_id(t, message_ids))
+        rows = await self._db.run(lambda conn: conn.execute(query).all(), write=False)
+        return {row.message_id: _delivery(row) for row in rows}
 
     async def get(self, message_id: str) -> Delivery | None:
         """The outcome of a message."""
@@ -997,6 +1010,12 @@ def _strings(values: Sequence[str], name: str) -> list[str]:
     if any(not v for v in out):
         raise InvalidValue(f"{name} must not contain empty strings")
     return out
+
+
+def _any_id(t: sa.Table, message_ids: Sequence[str]) -> sa.ColumnElement[bool]:
+    # ``id = :a OR id = :b …`` rather than an expanding ``IN``: plain binds on every backend,
+    # for the handful of ids a pack holds.
+    return sa.or_(*(t.c.message_id == m for m in message_ids))
 
 
 def _one(conn: Connection, query: sa.Select[Any]) -> Row[Any]:

@@ -94,6 +94,7 @@ class RestApi:
         options: Options,
         spec: Callable[[], DiscordSpec],
         validate_responses: bool = False,
+        validate_requests: bool = True,
     ) -> None:
         self.world = world
         self.ledger = ledger
@@ -102,6 +103,7 @@ class RestApi:
         self.options = options
         self._spec = spec
         self.validate_responses = validate_responses
+        self.validate_requests = validate_requests
         self._router = Router()
         self._faults: list[_Fault] = []
         self.calls: list[Call] = []
@@ -354,7 +356,9 @@ class RestApi:
     ) -> list[FieldError]:
         spec = self.spec
         problems = (
-            spec.check_body(method, template, body) if spec.has_operation(method, template) else []
+            spec.check_body(method, template, body)
+            if self.validate_requests and spec.has_operation(method, template)
+            else []
         )
         if route is not None and route.rules is not None and not problems:
             problems = route.rules(body)

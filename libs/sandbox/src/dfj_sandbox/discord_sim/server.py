@@ -7,6 +7,11 @@ world with ``sim.add_guild(...)`` and friends, send interactions with
 ``sim.send_interaction(endpoint, sim.interactions.slash(...))``, and read back
 ``sim.calls``, ``sim.messages(channel_id)``, ``sim.spec_violations``.
 
+Every request body is checked against the spec (``sim.spec_violations``); a benchmark of our
+own speed may turn that off with ``validate_requests=False`` (the check costs tens of
+milliseconds of CPU for a message of ten embeds, more than the code under test), which keeps
+Discord's documented rules and limits.
+
 The request pipeline is in :mod:`~dfj_sandbox.discord_sim.api`, the sending of interactions
 in :mod:`~dfj_sandbox.discord_sim.sender`.
 """
@@ -85,6 +90,7 @@ class DiscordSimulator:
         limits: RateLimits | None = None,
         options: Options | None = None,
         validate_responses: bool = False,
+        validate_requests: bool = True,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._spec_source = spec
@@ -115,6 +121,7 @@ class DiscordSimulator:
             options=self.options,
             spec=lambda: self.spec,
             validate_responses=validate_responses,
+            validate_requests=validate_requests,
         )
         self._oauth_web = OAuthEndpoints(self.oauth, self.world, self._rest.record_plain)
         self.interactions = InteractionBuilder(self.world)

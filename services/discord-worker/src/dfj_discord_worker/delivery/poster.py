@@ -96,7 +96,12 @@ class Poster:
         found = limits.problems(post.message)
         if found:
             raise BadOutboxMessage("the message breaks Discord's limits: " + "; ".join(found))
-        record = await self._repos.delivery_log.get(envelope.id)
+        candidates = self._candidates(post, context)
+        # One read for this message and the candidates to pack with it.
+        records = await self._repos.delivery_log.get_many(
+            [envelope.id, *(m.envelope.id for m in candidates)]
+        )
+        record = records.get(envelope.id)
         if await self._done_already(envelope.id, record):
             return
         recorded_size = (
@@ -104,7 +109,13 @@ class Poster:
             if record is not None and record.status == POSTING and record.pack_head == envelope.id
             else None
         )
-        followers = await self._followers(post, context) if recorded_size != 1 else []
+        followers: list[_Member] = []
+        if recorded_size != 1:
+            for member in candidates:
+                seen = records.get(member.envelope.id)
+                if seen is not None and seen.pack_head != envelope.id:
+                    break  # tried before in another post: let it go its own way
+                followers.append(member)
         channel_id, thread_id = await self._channel(post)
         members = [_Member(envelope, post), *followers]
         if recorded_size is not None:
@@ -115,10 +126,9 @@ class Poster:
             most = 1
         packed = pack([m.post.message for m in members], most=most)
         ids = [m.envelope.id for m in members[: packed.size]]
-        log_channel = thread_id or channel_id
-        await self._repos.delivery_log.record_many(
+        await self._repos.delivery_log.record_pack(
             ids,
-            channel_id=log_channel,
+            channel_id=thread_id or channel_id,
             status=POSTING,
             pack_head=envelope.id,
             pack_size=packed.size,
@@ -130,8 +140,13 @@ class Poster:
             if exc.tell_admin:
                 await self._tell_admin(post, exc)
             raise
-        await self._repos.delivery_log.record_many(
-            ids, channel_id=posted_in, status=SENT, discord_message_id=message_id
+        await self._repos.delivery_log.record_pack(
+            ids,
+            channel_id=posted_in,
+            status=SENT,
+            pack_head=envelope.id,
+            pack_size=packed.size,
+            discord_message_id=message_id,
         )
         if packed.size > 1 and context.run is not None:
             context.run.take(packed.size - 1)
@@ -165,8 +180,8 @@ class Poster:
                 return True
         return False
 
-    async def _followers(self, post: Post, context: HandlerContext) -> list[_Member]:
-        """The posts right behind this one for the same target, not handled before."""
+    def _candidates(self, post: Post, context: HandlerContext) -> list[_Member]:
+        """The posts right behind this one, in its run, for the same target."""
         if not self._coalesce or context.run is None:
             return []
         out: list[_Member] = []
@@ -179,8 +194,6 @@ class Poster:
                 break
             if follower.target != post.target or limits.problems(follower.message):
                 break
-            if await self._repos.delivery_log.get(envelope.id) is not None:
-                break  # tried before on its own: let it go its own way
             out.append(_Member(envelope, follower))
         return out
 
