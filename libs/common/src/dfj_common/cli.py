@@ -7,6 +7,15 @@
     dfj bus stats                      active / scheduled / locked / dead-lettered per queue
 
 Settings come from the environment (and ``.env``) as for the services.
+
+Services add their own commands without ``dfj_common`` importing them: a distribution declares
+an entry point in the ``dfj.cli`` group (``[project.entry-points."dfj.cli"]`` in its
+``pyproject.toml``) naming a :data:`Register` callable, ``register(subcommands) -> None``. It
+adds its parser to ``subcommands`` and sets ``handler`` with ``set_defaults(handler=...)``;
+a :data:`Handler` is an ``async def handler(args, settings, out) -> int`` returning the exit
+status, and ``run`` drives it with ``asyncio.run``. A handler reports failure by raising a
+``DfjError`` (printed as ``dfj: <message>``, exit 2) or by returning non-zero. A plugin that
+cannot be loaded is reported on stderr and skipped, so the other commands keep working.
 """
 
 from __future__ import annotations
@@ -16,19 +25,47 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Final, TextIO, TypeAlias
 
 from dfj_common.bus import Bus, open_bus
 from dfj_common.config import Settings
 from dfj_common.errors import DfjError
 from dfj_common.logging import redact_value
 
-__all__ = ["main"]
+__all__ = ["PLUGIN_GROUP", "Handler", "Register", "Subcommands", "load_plugins", "main", "run"]
+
+PLUGIN_GROUP: Final = "dfj.cli"
+"""The entry-point group through which services contribute ``dfj`` subcommands."""
+
+Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What ``ArgumentParser.add_subparsers()`` returns: a plugin calls ``add_parser`` on it."""
+
+Handler: TypeAlias = Callable[[argparse.Namespace, Settings, TextIO], Coroutine[Any, Any, int]]
+"""A plugin command: ``async def handler(args, settings, out) -> int`` (the exit status)."""
+
+Register: TypeAlias = Callable[[Subcommands], None]
+"""A plugin: ``register(subcommands) -> None`` adds a parser with ``set_defaults(handler=…)``."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def load_plugins() -> list[tuple[str, Register]]:
+    """Every installed ``dfj.cli`` entry point, loaded, by name; a broken one is skipped."""
+    found: list[tuple[str, Register]] = []
+    for point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
+        try:
+            register = point.load()
+        except (ImportError, AttributeError) as exc:
+            # One broken plugin must not take `dfj migrate` and the bus tools down with it.
+            sys.stderr.write(f"dfj: skipping the {point.name!r} commands: {exc}\n")
+            continue
+        found.append((point.name, register))
+    return found
+
+
+def _parser(plugins: Iterable[Register]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dfj", description="Discord for Jira operator tools")
     sub = parser.add_subparsers(dest="command", required=True)
     migrate = sub.add_parser("migrate", help="upgrade the database schema to the latest")
@@ -49,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     bus = sub.add_parser("bus", help="bus tools")
     bus_sub = bus.add_subparsers(dest="bus_command", required=True)
     bus_sub.add_parser("stats", help="message counts per queue")
+    for register in plugins:
+        register(sub)
     return parser
 
 
@@ -131,25 +170,41 @@ def _migrate(settings: Settings, dialect: str | None, out: TextIO) -> int:
     return 0
 
 
-def run(argv: Sequence[str], *, environ: dict[str, str], out: TextIO) -> int:
-    """Parse ``argv`` and run the command; returns the exit status."""
-    args = _parser().parse_args(argv)
+def _dispatch(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is not None:
+        return asyncio.run(handler(args, settings, out))
+    if args.command == "migrate":
+        return _migrate(settings, args.sql, out)
+    if args.command == "bus":
+        return asyncio.run(_with_bus(settings, lambda b: _stats(b, out)))
+    if args.dlq_command == "list":
+        return asyncio.run(_with_bus(settings, lambda b: _dlq_list(b, args.queue, args.limit, out)))
+    if args.dlq_command == "show":
+        return asyncio.run(
+            _with_bus(settings, lambda b: _dlq_show(b, args.queue, args.message_id, out))
+        )
+    ids = None if args.all else list(args.ids)
+    return asyncio.run(_with_bus(settings, lambda b: _dlq_replay(b, args.queue, ids, out)))
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    environ: dict[str, str],
+    out: TextIO,
+    plugins: Iterable[Register] | None = None,
+    env_file: str | Path | None = ".env",
+) -> int:
+    """Parse ``argv`` and run the command; returns the exit status.
+
+    ``plugins`` defaults to the installed ``dfj.cli`` entry points; ``env_file`` is read as
+    by :meth:`Settings.from_env` (``None``: the environment only).
+    """
+    registers = [r for _, r in load_plugins()] if plugins is None else list(plugins)
+    args = _parser(registers).parse_args(argv)
     try:
-        settings = Settings.from_env(environ)
-        if args.command == "migrate":
-            return _migrate(settings, args.sql, out)
-        if args.command == "bus":
-            return asyncio.run(_with_bus(settings, lambda b: _stats(b, out)))
-        if args.dlq_command == "list":
-            return asyncio.run(
-                _with_bus(settings, lambda b: _dlq_list(b, args.queue, args.limit, out))
-            )
-        if args.dlq_command == "show":
-            return asyncio.run(
-                _with_bus(settings, lambda b: _dlq_show(b, args.queue, args.message_id, out))
-            )
-        ids = None if args.all else list(args.ids)
-        return asyncio.run(_with_bus(settings, lambda b: _dlq_replay(b, args.queue, ids, out)))
+        return _dispatch(args, Settings.from_env(environ, env_file=env_file), out)
     except (DfjError, ValueError) as exc:
         sys.stderr.write(f"dfj: {exc}\n")
         return 2

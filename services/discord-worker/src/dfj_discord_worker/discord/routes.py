@@ -24,6 +24,8 @@ from typing import Final
 from urllib.parse import quote
 
 __all__ = [
+    "BULK_OVERWRITE_GLOBAL_COMMANDS",
+    "BULK_OVERWRITE_GUILD_COMMANDS",
     "CREATE_DM",
     "CREATE_FOLLOWUP",
     "CREATE_MESSAGE",
@@ -147,3 +149,9 @@ EDIT_ORIGINAL_RESPONSE: Final = RouteTemplate(
     "PATCH", "/webhooks/{application_id}/{interaction_token}/messages/@original"
 )
 CREATE_FOLLOWUP: Final = RouteTemplate("POST", "/webhooks/{application_id}/{interaction_token}")
+BULK_OVERWRITE_GLOBAL_COMMANDS: Final = RouteTemplate(
+    "PUT", "/applications/{application_id}/commands"
+)
+BULK_OVERWRITE_GUILD_COMMANDS: Final = RouteTemplate(
+    "PUT", "/applications/{application_id}/guilds/{guild_id}/commands"
+)
