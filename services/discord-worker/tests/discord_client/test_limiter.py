@@ -500,3 +500,22 @@ async def test_a_bucket_whose_limit_shrinks_is_obeyed_from_the_next_answer(
     await vt.run(send(4))
     assert server.refused == 0
     assert vt.clock.monotonic() == pytest.approx(10.0)
+
+
+async def test_headroom_says_how_many_more_the_bucket_takes_now(vt: VirtualTime) -> None:
+    """Delivery packs when the channel's bucket cannot take every waiting post: headroom is
+    unknown before the first answer, the remaining count less requests in flight, and the
+    full limit again once the window has reset."""
+    limiter = limiter_for(vt)
+    assert limiter.headroom(message()) is None
+    permit = await limiter.acquire(message(), bot=True)
+    assert limiter.headroom(message()) is None, "still not known while the first is out"
+    limiter.complete(permit, status=200, info=ok("h", limit=5, remaining=3, reset_after=5.0))
+    assert limiter.headroom(message()) == 3
+    assert limiter.headroom(message("2")) is None, "another channel is another bucket"
+    in_flight = await limiter.acquire(message(), bot=True)
+    assert limiter.headroom(message()) == 2
+    limiter.complete(in_flight, status=200, info=ok("h", limit=5, remaining=0, reset_after=5.0))
+    assert limiter.headroom(message()) == 0
+    vt.clock.advance(5.0)
+    assert limiter.headroom(message()) == 5

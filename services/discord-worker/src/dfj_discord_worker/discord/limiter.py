@@ -241,13 +241,14 @@ class RateLimiter:
 
     def headroom(self, route: Route) -> int | None:
         """Requests ``route``'s bucket may still take in its current window, less those queued
-        for it; ``None`` while the bucket is not known yet."""
+        for it (one in flight was counted when it was let through); ``None`` while the bucket
+        is not known yet."""
         now = self._clock.monotonic()
         bucket = self._buckets.get(self._key(route))
         if bucket is None or bucket.remaining is None:
             return None
         left = bucket.limit or 0 if now >= bucket.reset_at else bucket.remaining
-        return max(left - len(bucket.waiters) - (1 if bucket.busy else 0), 0)
+        return max(left - len(bucket.waiters), 0)
 
     async def _enter(self, bucket: _Bucket, *, front: bool) -> None:
         """Take the bucket's turn, queueing FIFO (``front``: ahead of everyone waiting)."""
