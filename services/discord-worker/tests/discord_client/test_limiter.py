@@ -26,7 +26,7 @@ from dfj_discord_worker.discord import (
 from dfj_discord_worker.discord.routes import CREATE_MESSAGE
 
 if TYPE_CHECKING:
-    from discord_client.conftest import VirtualTime
+    from .conftest import VirtualTime
 
 EXACT = LimiterPolicy(reset_margin=0.0, max_wait=10_000.0)
 
