@@ -121,7 +121,8 @@ async def run_case(
         limits = RateLimits(global_limit=GLOBAL, global_window=1.0 * scale).with_bucket(
             "messages.create", PER_WINDOW, 5.0 * scale
         )
-        policy = LimiterPolicy(global_window=1.0 * scale, reset_margin=0.01 * scale)
+        # The client's default margin (50 ms on every reset and on the global window), scaled.
+        policy = LimiterPolicy(global_window=1.0 * scale, reset_margin=0.05 * scale)
         # The simulator's schema check of each body costs more CPU than the worker spends on
         # it, in this same process; the limits are checked below on what was stored instead.
         async with DiscordSimulator(limits=limits, validate_requests=False) as sim:
