@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from dfj_common.bus import DISCORD_OUTBOX, TOPOLOGY, QueueStats, Topology
 from dfj_common.bus.local import LocalBus
@@ -41,10 +40,17 @@ def short_locks(topology: Topology, seconds: float) -> Topology:
     }
 
 
-def notification(key: str, *, text: str = "x") -> dict[str, Any]:
+def notification(key: str, *, text: str = "x", title: str | None = None) -> dict[str, Any]:
+    """A message shaped like the jira-worker's notifications: one embed, one row of buttons."""
     url = f"https://example.atlassian.net/browse/{key}"
     return {
-        "embeds": [{"title": f"{key}: summary", "url": url, "description": text}],
+        "embeds": [
+            {
+                "title": title if title is not None else f"{key}: summary",
+                "url": url,
+                "description": text,
+            }
+        ],
         "components": [
             {
                 "type": 1,
@@ -55,6 +61,13 @@ def notification(key: str, *, text: str = "x") -> dict[str, Any]:
                         "style": 2,
                         "label": "Assign to me",
                         "custom_id": f"assign-me:{key}",
+                    },
+                    {"type": 2, "style": 2, "label": "Comment", "custom_id": f"comment:{key}"},
+                    {
+                        "type": 2,
+                        "style": 2,
+                        "label": "Transition",
+                        "custom_id": f"transition:{key}",
                     },
                 ],
             }
@@ -203,42 +216,4 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         assert sim.spec_violations == [], "every request conformed to Discord's spec"
 
 
-class Endpoint:
-    """Our stand-in for the gateway: defers every interaction (ephemeral when told)."""
-
-    def __init__(self) -> None:
-        self.ephemeral = False
-        self.url = ""
-        self._runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        if body.get("type") == 1:
-            return web.json_response({"type": 1})
-        data = {"flags": 64} if self.ephemeral else {}
-        return web.json_response({"type": 5, "data": data})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/interactions", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}/interactions"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@pytest.fixture
-async def endpoint() -> AsyncIterator[Endpoint]:
-    ep = Endpoint()
-    await ep.start()
-    yield ep
-    await ep.close()
-
-
-__all__ = ["INTERACTION_REPLY", "SITE", "WINDOW", "Endpoint", "Rig", "notification"]
+__all__ = ["INTERACTION_REPLY", "SITE", "WINDOW", "Rig", "notification"]

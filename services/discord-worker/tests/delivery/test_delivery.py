@@ -7,7 +7,7 @@ database, and asserts on what the simulator stored and answered.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,7 +15,10 @@ from dfj_common.bus import DISCORD_OUTBOX
 from dfj_discord_worker.delivery import INTERACTION_REPLY, MESSAGE_POST, nonce_for
 from dfj_sandbox.discord_sim.permissions import VIEW_CHANNEL
 
-from .conftest import SITE, Endpoint, Rig, notification
+from .conftest import SITE, Rig, notification
+
+if TYPE_CHECKING:
+    from tests.conftest import DeferringEndpoint
 
 pytestmark = pytest.mark.slow
 CREATE = "POST /channels/{channel_id}/messages"
@@ -182,7 +185,9 @@ async def test_a_message_over_discords_limits_is_dead_lettered_unsent(rig: Rig) 
 # --- interaction answers --------------------------------------------------------------------
 
 
-async def _interaction(rig: Rig, endpoint: Endpoint, *, ephemeral: bool) -> tuple[str, str]:
+async def _interaction(
+    rig: Rig, endpoint: DeferringEndpoint, *, ephemeral: bool
+) -> tuple[str, str]:
     endpoint.ephemeral = ephemeral
     user = rig.sim.user(rig.guild.add_member(username=f"user{time.monotonic_ns()}").user_id)
     body = rig.sim.interactions.slash(rig.channel, user.id, subcommand="issue")
@@ -209,9 +214,9 @@ def reply(
 
 
 async def test_the_deferred_response_is_edited_and_a_followup_is_ephemeral(
-    rig: Rig, endpoint: Endpoint
+    rig: Rig, interaction_endpoint: DeferringEndpoint
 ) -> None:
-    interaction_id, token = await _interaction(rig, endpoint, ephemeral=True)
+    interaction_id, token = await _interaction(rig, interaction_endpoint, ephemeral=True)
     await rig.publish(
         INTERACTION_REPLY,
         reply(rig, interaction_id, token, {"content": "DEV-1 is In Progress"}, ephemeral=True),
@@ -244,8 +249,10 @@ async def test_the_deferred_response_is_edited_and_a_followup_is_ephemeral(
     assert webhook_calls and all(c.auth == "none" for c in webhook_calls)
 
 
-async def test_a_late_public_answer_falls_back_to_the_channel(rig: Rig, endpoint: Endpoint) -> None:
-    interaction_id, token = await _interaction(rig, endpoint, ephemeral=False)
+async def test_a_late_public_answer_falls_back_to_the_channel(
+    rig: Rig, interaction_endpoint: DeferringEndpoint
+) -> None:
+    interaction_id, token = await _interaction(rig, interaction_endpoint, ephemeral=False)
     old = time.time() - 16 * 60
     await rig.publish(
         INTERACTION_REPLY,

@@ -10,43 +10,9 @@ from hypothesis import strategies as st
 from dfj_discord_worker.delivery import limits
 from dfj_discord_worker.delivery.pack import pack, packable
 
+from .conftest import notification
+
 NO_MENTIONS: dict[str, list[str]] = {"parse": []}
-
-
-def notification(key: str, *, title: str | None = None, description: str = "x") -> dict[str, Any]:
-    """A message shaped like the jira-worker's notifications."""
-    url = f"https://example.atlassian.net/browse/{key}"
-    return {
-        "embeds": [
-            {
-                "title": title if title is not None else f"{key}: summary",
-                "url": url,
-                "description": description,
-            }
-        ],
-        "components": [
-            {
-                "type": 1,
-                "components": [
-                    {"type": 2, "style": 5, "label": "Open in Jira", "url": url},
-                    {
-                        "type": 2,
-                        "style": 2,
-                        "label": "Assign to me",
-                        "custom_id": f"assign-me:{key}",
-                    },
-                    {"type": 2, "style": 2, "label": "Comment", "custom_id": f"comment:{key}"},
-                    {
-                        "type": 2,
-                        "style": 2,
-                        "label": "Transition",
-                        "custom_id": f"transition:{key}",
-                    },
-                ],
-            }
-        ],
-        "allowed_mentions": dict(NO_MENTIONS),
-    }
 
 
 def titles(message: dict[str, Any]) -> list[str]:
@@ -87,7 +53,7 @@ def test_the_same_issue_twice_keeps_one_row_of_buttons() -> None:
 
 def test_the_character_total_closes_a_pack() -> None:
     long = "é" * 2500
-    messages = [notification(f"DEV-{i}", description=long) for i in range(4)]
+    messages = [notification(f"DEV-{i}", text=long) for i in range(4)]
     packed = pack(messages)
     assert packed.size == 2, "three would hold over 6,000 characters"
     assert limits.problems(packed.body) == []
@@ -132,7 +98,7 @@ def notifications(draw: st.DrawFn) -> dict[str, Any]:
     key = draw(_keys)
     title = draw(_text.map(lambda t: t[:256]))
     description = draw(_text)
-    message = notification(key, title=title or key, description=description or "·")
+    message = notification(key, title=title or key, text=description or "·")
     fields = draw(st.lists(st.tuples(_text, _text), max_size=4))
     message["embeds"][0]["fields"] = [
         {"name": (n[:256] or "n"), "value": (v[:1024] or "v")} for n, v in fields

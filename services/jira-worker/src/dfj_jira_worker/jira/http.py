@@ -26,7 +26,7 @@ import structlog
 from yarl import URL
 
 from dfj_common.clock import Clock
-from dfj_common.httpbody import read_capped
+from dfj_common.httpclient import LazySession, read_capped
 from dfj_jira_worker.jira.errors import JiraError, JiraUnavailable
 
 __all__ = ["MAX_BODY", "MAX_ERROR_BODY", "Answer", "Transport"]
@@ -60,29 +60,20 @@ class Transport:
         max_connections: int = 100,
         max_connections_per_host: int = 16,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._user_agent = user_agent
-        self._session = session
-        self._owns_session = session is None
-        self._limits = (max_connections, max_connections_per_host)
-        self._closed = False
+        self._http = LazySession(
+            name="Jira",
+            timeout=timeout,
+            session=session,
+            max_connections=max_connections,
+            max_connections_per_host=max_connections_per_host,
+        )
 
     def session(self) -> aiohttp.ClientSession:
         """The session, made on first use (it must be made inside the running loop)."""
-        if self._closed:
-            raise RuntimeError("the Jira client is closed")
-        if self._session is None:
-            total, per_host = self._limits
-            connector = aiohttp.TCPConnector(
-                limit=total, limit_per_host=per_host, ttl_dns_cache=300
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, raise_for_status=False
-            )
-        return self._session
+        return self._http.get()
 
     async def send(
         self,
@@ -194,7 +185,4 @@ class Transport:
 
     async def close(self) -> None:
         """Close the session if it is ours; further calls raise."""
-        self._closed = True
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        await self._http.close()
