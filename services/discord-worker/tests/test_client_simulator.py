@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 import pytest
 
 from dfj_discord_worker.discord import (
+    DiscordError,
     DiscordForbidden,
     DiscordNotFound,
     DiscordUnavailable,
@@ -334,3 +335,16 @@ async def test_interaction_webhooks_carry_no_authorization_and_skip_the_global_l
     assert bot[-1].at - bot[0].at >= window, "the last bot call waited for the global window"
     assert all(c.at < bot[0].at + window for c in hooks), "the webhooks did not wait"
     assert discord_sim.contents(channel) == ["done", "more"]
+
+
+async def test_without_a_bot_token_nothing_is_sent(
+    discord_sim: SimDiscord, make_discord_client: MakeDiscordClient
+) -> None:
+    """No token configured (a sandbox without Discord): refused here, never a 401 there."""
+    client = make_discord_client(bot_token=None)
+
+    with pytest.raises(DiscordError) as caught:
+        await client.create_message(discord_sim.channel_id, {"content": "hello"})
+
+    assert caught.value.reason == "DiscordBotTokenMissing"
+    assert discord_sim.calls == [], "no request reached Discord"

@@ -172,6 +172,7 @@ class Worker:
         self._session_batch = session_batch if spec.sessions else 1
         self._tasks: dict[asyncio.Task[None], list[Delivery]] = {}
         self._renewed: dict[asyncio.Task[None], float] = {}  # when its lock was last extended
+        self._lost: set[int] = set()  # id() of in-flight deliveries whose lock is gone
         self.stats = WorkerStats()
 
     @property
@@ -242,9 +243,10 @@ class Worker:
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        run = self._tasks.pop(task, None)
+        run = self._tasks.pop(task, None) or []
         self._renewed.pop(task, None)
-        self.stats.in_flight -= len(run or ())
+        self._lost.difference_update(id(d) for d in run)
+        self.stats.in_flight -= len(run)
 
     async def _drain(self) -> None:
         if not self._tasks:
@@ -260,8 +262,9 @@ class Worker:
         """Handle a run in order; once one is not done with, hand the rest back."""
         index = 0
         try:
+            decoded = [_decode(d) for d in run]  # once per run, not once per message handled
             while index < len(run):
-                handled, go_on = await self._handle(run, index)
+                handled, go_on = await self._handle(run, decoded, index)
                 index += handled
                 if not go_on:  # retried, or not settled: the rest must not overtake it
                     break
@@ -271,7 +274,9 @@ class Worker:
                 await self._settle_quietly(delivery.release(), "released")
                 self.stats.released += 1
 
-    async def _handle(self, run: list[Delivery], index: int) -> tuple[int, bool]:
+    async def _handle(
+        self, run: list[Delivery], decoded: list[Envelope | MalformedMessage], index: int
+    ) -> tuple[int, bool]:
         """Handle ``run[index]``: how many messages that settled (itself and those it took),
         and whether the rest of the run may follow (not after a retry or a failed settle)."""
         delivery = run[index]
@@ -284,7 +289,7 @@ class Worker:
         )
         started = time.perf_counter()
         try:
-            return await self._dispatch(run, index)
+            return await self._dispatch(run, decoded, index)
         except asyncio.CancelledError:
             if not delivery.settled:
                 await self._settle_quietly(delivery.release(), "released")
@@ -293,12 +298,12 @@ class Worker:
         finally:
             self._instruments.latency.record(time.perf_counter() - started, self._instruments.attrs)
 
-    async def _dispatch(self, run: list[Delivery], index: int) -> tuple[int, bool]:
-        delivery = run[index]
-        try:
-            envelope = Envelope.decode(delivery.body)
-        except MalformedMessage as exc:
-            return 1, await self._dead_letter(delivery, exc.reason, str(exc))
+    async def _dispatch(
+        self, run: list[Delivery], decoded: list[Envelope | MalformedMessage], index: int
+    ) -> tuple[int, bool]:
+        delivery, envelope = run[index], decoded[index]
+        if isinstance(envelope, MalformedMessage):
+            return 1, await self._dead_letter(delivery, envelope.reason, str(envelope))
         structlog.contextvars.bind_contextvars(
             event_id=envelope.id, event_type=envelope.type, tenant=envelope.tenant
         )
@@ -307,7 +312,7 @@ class Worker:
             reason = f"{self.queue} has no handler for type {envelope.type!r}"
             return 1, await self._dead_letter(delivery, NO_HANDLER, reason)
         following = run[index + 1 :]
-        group = Run(_decodable(following)) if following else None
+        group = Run(_decodable(decoded[index + 1 :])) if following else None
         context = HandlerContext(
             queue=self.queue,
             message_id=delivery.message_id,
@@ -400,7 +405,7 @@ class Worker:
             await asyncio.sleep(period / 2)
             now = time.monotonic()
             due = [
-                (task, [d for d in run if not d.settled])
+                (task, [d for d in run if not d.settled and id(d) not in self._lost])
                 for task, run in list(self._tasks.items())
                 if now - self._renewed.get(task, now) >= period
             ]
@@ -412,19 +417,26 @@ class Worker:
                     try:
                         await delivery.renew_lock()
                     except LockLost:
+                        self._lost.add(id(delivery))  # renewing it again cannot help
                         _log.warning("lock lost during handling", message_id=delivery.message_id)
                     except Exception as exc:
                         _log.warning("lock renewal failed", error=type(exc).__name__)
 
 
-def _decodable(deliveries: list[Delivery]) -> tuple[Envelope, ...]:
-    """The envelopes of ``deliveries`` up to the first that does not decode."""
+def _decode(delivery: Delivery) -> Envelope | MalformedMessage:
+    try:
+        return Envelope.decode(delivery.body)
+    except MalformedMessage as exc:
+        return exc
+
+
+def _decodable(decoded: list[Envelope | MalformedMessage]) -> tuple[Envelope, ...]:
+    """The envelopes up to the first that did not decode."""
     envelopes: list[Envelope] = []
-    for delivery in deliveries:
-        try:
-            envelopes.append(Envelope.decode(delivery.body))
-        except MalformedMessage:
+    for envelope in decoded:
+        if isinstance(envelope, MalformedMessage):
             break
+        envelopes.append(envelope)
     return tuple(envelopes)
 
 

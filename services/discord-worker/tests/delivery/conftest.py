@@ -183,6 +183,17 @@ class Rig:
             await asyncio.sleep(0.02)
         return found.thread_id
 
+    async def wait_for_thread_other_than(self, key: str, old: str, timeout: float = 10.0) -> str:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = await self.repos.issue_threads.get(self.channel, key)
+            if found is not None and found.thread_id != old:
+                return found.thread_id
+            if loop.time() > deadline:
+                raise AssertionError(f"no new thread for {key}")
+            await asyncio.sleep(0.02)
+
     async def outbox(self) -> QueueStats:
         (stats,) = [s for s in await self.bus.stats() if s.queue == DISCORD_OUTBOX]
         return stats

@@ -13,7 +13,7 @@ import pytest
 
 from dfj_common.bus import DISCORD_OUTBOX
 from dfj_discord_worker.delivery import INTERACTION_REPLY, MESSAGE_POST, nonce_for
-from dfj_sandbox.discord_sim.permissions import VIEW_CHANNEL
+from dfj_sandbox.discord_sim.permissions import CREATE_PUBLIC_THREADS, VIEW_CHANNEL
 
 from .conftest import SITE, Rig, notification
 
@@ -289,3 +289,44 @@ def _record(rig: Rig, interaction_id: str) -> Any:
     record = rig.sim.interaction(interaction_id)
     assert record is not None
     return record
+
+
+async def test_a_deleted_thread_is_forgotten_and_started_again(rig: Rig) -> None:
+    key = {"key": f"{SITE}:10001", "name": "DEV-1: The login page"}
+    await rig.start()
+    await rig.post(rig.channel, notification("DEV-1", text="created"), thread=key)
+    first = await rig.wait_for_thread(key["key"])
+    del rig.sim.world.channels[first]  # a moderator deleted the thread
+    await rig.post(rig.channel, notification("DEV-1", text="updated"), thread=key)
+    await rig.wait_for(lambda: len(rig.sim.messages(rig.channel)) == 2)
+    again = await rig.wait_for_thread_other_than(key["key"], first)
+    assert rig.sim.channel(again).name == "DEV-1: The login page"
+    assert rig.sim.messages(rig.channel)[1].id == again, "started on the new post"
+    assert rig.sim.count("POST", "/channels/{channel_id}/messages", status=404) == 1
+
+
+async def test_a_thread_the_bot_may_not_start_still_delivers_and_tells_the_admin(
+    rig: Rig,
+) -> None:
+    admin = rig.sim.user(rig.guild.add_member(username="admin").user_id)
+    no_threads = rig.guild.add_channel("no-threads", deny_bot=CREATE_PUBLIC_THREADS).id
+    await rig.repos.guild_connections.connect(rig.guild.id, SITE, connected_by=admin.id)
+    await rig.repos.subscriptions.add(
+        guild_id=rig.guild.id,
+        channel_id=no_threads,
+        client_key=SITE,
+        project_key="DEV",
+        event_types=["jira:issue_created"],
+        created_by=admin.id,
+        delivery_mode="thread",
+    )
+    key = {"key": f"{SITE}:10001", "name": "DEV-1"}
+    mid = await rig.post(no_threads, notification("DEV-1"), thread=key)
+    await rig.start()
+    await rig.wait_for(lambda: rig.sim.world.dm_channel(admin.id) is not None)
+    assert [m.embeds[0]["title"] for m in rig.sim.messages(no_threads)] == ["DEV-1: summary"]
+    assert await rig.repos.issue_threads.get(no_threads, key["key"]) is None
+    record = await rig.repos.delivery_log.get(mid)
+    assert record is not None and record.status == "sent", "the notification went out"
+    await rig.wait_for_async(lambda s: s.active == 0 and s.locked == 0)
+    assert (await rig.outbox()).dead_lettered == 0
