@@ -58,3 +58,16 @@ async def test_close_finishes_what_was_queued() -> None:
     await asyncio.sleep(0)  # every check is queued before the stop
     await checker.close()
     assert all(await asyncio.gather(*pending))
+
+
+async def test_on_one_cpu_no_thread_is_started_and_checks_run_inline() -> None:
+    key = SigningKey.generate()
+    checker = SignatureChecker(key.verify_key, cpus=1)
+    checker.start()
+    try:
+        message, signature = _signed(key, 1)
+        assert await checker.valid(message, signature)
+        assert not await checker.valid(message + b" ", signature)
+        assert not any(t.name == "dfj-ed25519" for t in threading.enumerate())
+    finally:
+        await checker.close()

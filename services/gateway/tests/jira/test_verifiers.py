@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import TYPE_CHECKING, Any
 
 import jwt
@@ -110,6 +112,37 @@ def test_the_algorithm_is_pinned_by_the_caller() -> None:
 def test_an_oversized_token_is_malformed() -> None:
     """Tokens are capped before any decoding."""
     assert check("a." + "b" * 9000 + ".c") == "malformed token"
+
+
+def _segment(obj: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t.replace(".", "..", 1),  # four segments
+        lambda t: t + "=",  # padding is not base64url
+        lambda t: t.replace("-", "+").replace("_", "/") if ("-" in t or "_" in t) else t + "+",
+        lambda t: "!" + t,  # outside the alphabet
+        lambda t: _segment(["not", "an", "object"]) + t[t.index(".") :],  # header not an object
+        lambda t: t[: t.index(".") + 1] + _segment([1, 2]) + t[t.rindex(".") :],
+        lambda t: "e30" + t[t.index(".") :].replace(".", ".x", 1),  # body not JSON
+    ],
+)
+def test_a_token_that_is_not_a_compact_jws_is_malformed(mangle: Any) -> None:
+    """Three base64url segments, header and payload JSON objects, or nothing is looked up."""
+    assert check(mangle(hs256())) == "malformed token"
+
+
+def test_a_signature_by_another_secret_or_over_other_claims_is_refused() -> None:
+    """The MAC covers header and payload as sent."""
+    other = jwt.encode({"iss": "tenant-1", "iat": NOW, "exp": NOW + 1, "qsh": "q"}, b"x" * 40)
+    assert check(other) == "bad signature"
+    head, _, sig = hs256().split(".")
+    forged = _segment({"iss": "tenant-1", "iat": NOW, "exp": NOW + 999, "qsh": "q"})
+    assert check(f"{head}.{forged}.{sig}") == "bad signature"
+    assert check(f"{head}.{hs256().split('.')[1]}.") == "bad signature"  # no signature
 
 
 def test_rs256_checks_the_audience() -> None:

@@ -21,6 +21,7 @@ Rules (reference §1, §3.3; DESIGN §4):
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import re
 from collections.abc import Mapping
@@ -28,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import jwt
+import orjson
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from jwt.algorithms import HMACAlgorithm
 
 from dfj_common.errors import VerificationError
 
@@ -53,6 +56,9 @@ CLIENT_KEY_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,99}$")
 _ACCOUNT_ID: Final = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
 
 Algorithm = Literal["HS256", "RS256"]
+
+_HS256: Final = HMACAlgorithm(HMACAlgorithm.SHA256)
+_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
 
 
 class JiraAuthError(VerificationError):
@@ -92,13 +98,7 @@ def normalise_base_url(url: str) -> str:
 
 def read_unverified(token: str, *, expect_alg: Algorithm) -> UnverifiedToken:
     """Header and issuer of ``token`` without verifying it; refuses any other algorithm."""
-    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-        raise JiraAuthError("malformed token")
-    try:
-        header = jwt.get_unverified_header(token)
-        payload = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError as exc:
-        raise JiraAuthError("malformed token") from exc
+    header, payload, _, _ = _split(token)
     alg = header.get("alg")
     if not isinstance(alg, str) or alg != expect_alg:
         raise JiraAuthError("algorithm not allowed")
@@ -112,8 +112,26 @@ def read_unverified(token: str, *, expect_alg: Algorithm) -> UnverifiedToken:
 
 
 def verify_hs256(token: UnverifiedToken, secret: bytes, *, now: float, expected_qsh: str) -> Claims:
-    """Verify an HS256 product token with the tenant's shared secret (raw UTF-8 bytes)."""
-    payload = _decode(token, secret, "HS256")
+    """Verify an HS256 product token with the tenant's shared secret (raw UTF-8 bytes).
+
+    Every webhook and page call carries one, so this is the gateway's hottest check: the token
+    is split and decoded once here (PyJWT's ``decode`` would read it three times over, most of
+    a webhook's cost) and the MAC is checked by PyJWT's own HS256 implementation, which also
+    refuses a key that looks like a public key. The algorithm is the caller's, never the
+    token's: a header naming any other is refused before the MAC is computed.
+    """
+    header, payload, signing_input, signature = _split(token.token)
+    if header.get("alg") != "HS256":
+        raise JiraAuthError("algorithm not allowed")
+    try:
+        key = _HS256.prepare_key(secret)
+    except jwt.PyJWTError as exc:
+        raise JiraAuthError("bad signature") from exc
+    if not _HS256.verify(signing_input, key, signature):
+        raise JiraAuthError("bad signature")
+    for name in REQUIRED_CLAIMS:
+        if name not in payload:
+            raise JiraAuthError(f"missing claim {name}")
     return _claims(payload, now=now, expected_qsh=expected_qsh)
 
 
@@ -134,7 +152,32 @@ def verify_rs256(
     return claims
 
 
-def _decode(token: UnverifiedToken, key: bytes | RSAPublicKey, alg: Algorithm) -> dict[str, Any]:
+def _split(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """Header, payload, signing input and signature of a compact JWS, or "malformed token"."""
+    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise JiraAuthError("malformed token")
+    try:
+        raw = token.encode("ascii")
+        head, body, signature = raw.split(b".")
+        header = orjson.loads(_b64url(head))
+        payload = orjson.loads(_b64url(body))
+        sig = _b64url(signature)
+    except (UnicodeError, ValueError, binascii.Error):
+        raise JiraAuthError("malformed token") from None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise JiraAuthError("malformed token")
+    return header, payload, head + b"." + body, sig
+
+
+def _b64url(segment: bytes) -> bytes:
+    """Strict base64url without padding, as JWS writes it (any other byte is an error)."""
+    if len(segment) % 4 == 1 or segment.translate(None, b"+/=") != segment:
+        raise ValueError("not base64url")
+    padded = segment.translate(_URLSAFE) + b"=" * (-len(segment) % 4)
+    return binascii.a2b_base64(padded, strict_mode=True)
+
+
+def _decode(token: UnverifiedToken, key: RSAPublicKey, alg: Algorithm) -> dict[str, Any]:
     try:
         payload: dict[str, Any] = jwt.decode(
             token.token,

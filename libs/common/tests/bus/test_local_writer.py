@@ -1,0 +1,102 @@
+"""The local bus's group commit on the event loop: batching, a locked file, close.
+
+Another process holding the file's write lock is played by a second SQLite connection that
+opens ``BEGIN IMMEDIATE`` on the same file, exactly what a worker's commit does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from dfj_common.bus import OutgoingMessage, QueueSpec
+from dfj_common.bus.local import LocalBus
+from dfj_common.errors import BusError
+
+QUEUE = "plain"
+TOPOLOGY = MappingProxyType(
+    {QUEUE: QueueSpec(name=QUEUE, sessions=False, max_deliveries=3, lock_duration=5.0)}
+)
+
+
+def message(n: int) -> OutgoingMessage:
+    return OutgoingMessage(body=f"body {n}".encode(), message_id=f"m-{n}")
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[LocalBus]:
+    opened = await LocalBus.open(tmp_path / "bus.sqlite", topology=TOPOLOGY, lock_patience=1.0)
+    yield opened
+    await opened.close()
+
+
+def stored(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+
+
+async def test_concurrent_publishes_share_a_commit_and_are_durable_when_awaited(
+    bus: LocalBus,
+) -> None:
+    commits = 0
+    real = bus._run_batch
+
+    def counting(conn: sqlite3.Connection, batch: list) -> list:  # type: ignore[type-arg]
+        nonlocal commits
+        commits += 1
+        return real(conn, batch)
+
+    bus._run_batch = counting  # type: ignore[method-assign]
+    await asyncio.gather(*(bus.publish(QUEUE, message(n)) for n in range(200)))
+    assert commits == 1
+    assert stored(bus.path) == 200  # committed: a second connection sees every row
+
+
+async def test_a_locked_file_delays_the_commit_without_blocking_the_loop(bus: LocalBus) -> None:
+    other = sqlite3.connect(bus.path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        publish = asyncio.ensure_future(bus.publish(QUEUE, message(1)))
+        ticks = 0
+        for _ in range(20):  # the loop keeps running other work meanwhile
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not publish.done()
+        assert ticks == 20
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await asyncio.wait_for(publish, 2.0)
+    assert stored(bus.path) == 1
+
+
+async def test_a_file_locked_past_patience_fails_every_waiter(bus: LocalBus) -> None:
+    other = sqlite3.connect(bus.path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        results = await asyncio.gather(
+            bus.publish(QUEUE, message(1)), bus.publish(QUEUE, message(2)), return_exceptions=True
+        )
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert all(isinstance(r, BusError) and "stayed locked" in str(r) for r in results)
+    # The bus is still usable once the file is free again.
+    await bus.publish(QUEUE, message(3))
+    assert stored(bus.path) == 1
+
+
+async def test_close_commits_what_was_queued(tmp_path: Path) -> None:
+    opened = await LocalBus.open(tmp_path / "bus.sqlite", topology=TOPOLOGY)
+    publishes = [asyncio.ensure_future(opened.publish(QUEUE, message(n))) for n in range(5)]
+    await asyncio.sleep(0)  # queued, not yet flushed
+    await opened.close()
+    await asyncio.gather(*publishes)
+    assert stored(opened.path) == 5
+    with pytest.raises(BusError):
+        await opened.publish(QUEUE, message(9))
