@@ -7,13 +7,83 @@ settlement (see ``dfj_common.runtime``). A type with no entry is dead-lettered a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
-from dfj_common.bus import LINKER
-from dfj_common.runtime import HandlerTable
+from dfj_common.bus import LINKER, Bus
+from dfj_common.clock import Clock
+from dfj_common.envelope import Envelope
+from dfj_common.runtime import HandlerContext, HandlerTable
+from dfj_common.storage import (
+    Database,
+    GuildConnections,
+    Installations,
+    OAuthStates,
+    ProcessedIds,
+    UserLinks,
+)
+from dfj_linker.invocation import DISCORD_COMMAND, DISCORD_COMPONENT, parse_invocation
+from dfj_linker.linking import Linking
+from dfj_linker.oauth import DiscordOAuth
+from dfj_linker.replies import Replies
 
-LINKER_HANDLERS: Final[HandlerTable] = {}
+__all__ = ["LINK_OAUTH_CALLBACK", "Commands", "build_tables"]
 
-TABLES: Final = {
-    LINKER: LINKER_HANDLERS,
-}
+LINK_OAUTH_CALLBACK: Final = "link.oauth_callback"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Commands:
+    """Routes the linker's commands and clicks to what answers them."""
+
+    linking: Linking
+    replies: Replies
+
+    async def handle(self, envelope: Envelope, _context: HandlerContext) -> None:
+        invocation = parse_invocation(envelope)
+        match invocation.subcommand:
+            case "unlink":
+                await self.linking.unlink(invocation)
+            case "me":
+                await self.linking.me(invocation)
+            case other:
+                # Routed here by the gateway, but not built yet: say so rather than leave the
+                # user watching "thinking…" until the token expires.
+                await self.replies.answer(
+                    invocation,
+                    {"content": f"`/jira {other}` is not available on this server yet."},
+                )
+
+
+def build_tables(
+    database: Database,
+    bus: Bus,
+    *,
+    oauth: DiscordOAuth,
+    master_key: Callable[[], Awaitable[bytes]],
+    public_url: str,
+    clock: Clock,
+) -> Mapping[str, HandlerTable]:
+    """The linker's tables, wired to its database, bus and Discord OAuth client."""
+    replies = Replies(bus)
+    linking = Linking(
+        installations=Installations(database),
+        connections=GuildConnections(database),
+        links=UserLinks(database),
+        states=OAuthStates(database),
+        processed=ProcessedIds(database),
+        oauth=oauth,
+        master_key=master_key,
+        replies=replies,
+        public_url=public_url,
+        clock=clock,
+    )
+    commands = Commands(linking=linking, replies=replies)
+    return {
+        LINKER: {
+            LINK_OAUTH_CALLBACK: linking.oauth_callback,
+            DISCORD_COMMAND: commands.handle,
+            DISCORD_COMPONENT: commands.handle,
+        }
+    }

@@ -55,6 +55,9 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from dfj_common.config import Settings
+from dfj_common.derived_keys import b64url, master_key, purpose_key
+from dfj_common.derived_keys import pkce_challenge as derived_pkce_challenge
+from dfj_common.derived_keys import pkce_verifier as derived_pkce_verifier
 from dfj_common.errors import ConfigError
 
 __all__ = [
@@ -83,7 +86,6 @@ DEFAULT_STATE_TTL: Final = 600
 MAX_STATE_LIFETIME: Final = 900
 MAX_STATE_LENGTH: Final = 2048
 CLOCK_SKEW: Final = 60
-MIN_KEY_BYTES: Final = 32
 _VERSION: Final = "v1"
 _STATE: Final = "oauth-state"
 _STATUS: Final = "link-status"
@@ -128,17 +130,11 @@ class StatusTicket:
 
 def signing_key(secret: str) -> bytes:
     """The master key bytes of secret ``state-signing-key`` (at least 32 bytes of text)."""
-    raw = secret.encode()
-    if len(raw) < MIN_KEY_BYTES:
-        raise ConfigError(
-            "secret 'state-signing-key' (DFJ_STATE_SIGNING_KEY) must be at least 32 bytes, "
-            "e.g. the base64 of 32 random bytes"
-        )
-    return raw
+    return master_key(secret)
 
 
 def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return b64url(raw)
 
 
 def _unb64(text: str) -> bytes:
@@ -146,7 +142,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _subkey(master: bytes, purpose: str) -> bytes:
-    return hmac.new(master, f"dfj/{purpose}/{_VERSION}".encode(), hashlib.sha256).digest()
+    return purpose_key(master, purpose)
 
 
 def _mac(master: bytes, purpose: str, signed: str) -> bytes:
@@ -268,13 +264,12 @@ def verify_state(key: bytes, token: str, *, now: float) -> LinkState:
 
 def pkce_verifier(key: bytes, state: LinkState) -> str:
     """The PKCE ``code_verifier`` of a state: derived, so nobody has to store it (43 chars)."""
-    message = f"{state.state_id}.{state.nonce}".encode()
-    return _b64(hmac.new(_subkey(key, _PKCE), message, hashlib.sha256).digest())
+    return derived_pkce_verifier(key, state.state_id, state.nonce)
 
 
 def pkce_challenge(verifier: str) -> str:
     """The S256 ``code_challenge`` of a verifier."""
-    return _b64(hashlib.sha256(verifier.encode("ascii")).digest())
+    return derived_pkce_challenge(verifier)
 
 
 def redirect_uri(public_url: str) -> str:
