@@ -64,6 +64,7 @@ class Rig:
     site: str = SITE
     site_url: str = SITE_URL
     account: str = ACCOUNT
+    signing_key: str = SIGNING_KEY
 
     def callback(
         self,

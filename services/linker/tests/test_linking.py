@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from dfj_common.config import Secret
+from dfj_common.derived_keys import master_key
 from dfj_common.errors import MalformedMessage, RateLimited, TransientError
 from dfj_common.storage import UserLinks
 from dfj_linker.oauth import DiscordOAuth
@@ -165,3 +166,34 @@ async def test_unlink_and_me(rig: Rig) -> None:
     await rig.send(rig.command("unlink", user_id=rig.alice))
     [reply] = await rig.outbox()
     assert "not linked" in rig.message_text(reply)
+
+
+async def test_link_answers_with_a_button_to_the_page_inside_jira(rig: Rig) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from dfj_common.derived_keys import unseal
+    from dfj_gateway.jira.link_request import verify_link_request
+
+    await rig.send(rig.command("link", user_id=rig.alice))
+    [reply] = await rig.outbox()
+    message = reply.data["message"]
+    [row] = message["components"]
+    [button] = row["components"]
+    assert button["style"] == 5  # a link button
+    url = urlsplit(button["url"])
+    assert f"{url.scheme}://{url.netloc}" == rig.site_url
+    assert url.path == "/plugins/servlet/ac/discord-for-jira/dfj-link"
+    token = parse_qs(url.query)["ac.request"][0]
+    key = master_key(rig.signing_key)
+    assert unseal(key, "link-request", token)["gid"] == rig.guild_id
+    # The gateway's page accepts what the linker issued: same site, the user who asked.
+    asked = verify_link_request(key, token, now=rig.clock.now())
+    assert (asked.client_key, asked.discord_user_id) == (rig.site, rig.alice)
+    assert len(button["url"]) <= 512  # Discord's limit for a button URL
+
+
+async def test_link_outside_a_connected_server_says_what_to_do(rig: Rig) -> None:
+    await rig.send(rig.command("link", user_id=rig.alice, guild=False))
+    [reply] = await rig.outbox()
+    assert "in a server" in rig.message_text(reply)
+    assert "components" not in reply.data["message"]

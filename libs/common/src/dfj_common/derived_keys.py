@@ -9,33 +9,55 @@ secret and two values the state carries::
     code_verifier  = base64url(HMAC-SHA256(k_pkce, "<state id>.<nonce>"))   # 43 characters
     code_challenge = base64url(SHA-256(code_verifier))                       # S256
 
-Each purpose has its own key, so a value made for one can never verify as another. This is
-crypto plumbing; what a state or ticket means stays with the service that issues it.
+Each purpose has its own key, so a value made for one can never verify as another.
+
+**Sealed tokens** (:func:`seal`, :func:`unseal`) are how one service hands another a signed,
+self-contained value through a browser or a user (an OAuth state, a link request, a connect
+code) without either storing it: ``v1.<base64url(JSON)>.<base64url(HMAC-SHA256(k_purpose,
+"v1.<payload>"))>``, compared in constant time. This is crypto plumbing; what a token says,
+and for how long it is good, stays with the services that issue and accept it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
-from typing import Final
+import json
+import re
+from typing import Any, Final
 
 from dfj_common.errors import ConfigError
 
 __all__ = [
+    "MAX_SEALED_LENGTH",
     "MIN_KEY_BYTES",
     "STATE_SIGNING_KEY_SECRET",
+    "SealError",
     "b64url",
     "master_key",
     "pkce_challenge",
     "pkce_verifier",
     "purpose_key",
+    "seal",
+    "unseal",
 ]
 
 STATE_SIGNING_KEY_SECRET: Final = "state-signing-key"  # noqa: S105 - a secret's name
 MIN_KEY_BYTES: Final = 32
 _VERSION: Final = "v1"
 _PKCE: Final = "pkce"
+MAX_SEALED_LENGTH: Final = 2048
+_B64URL: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class SealError(ValueError):
+    """A sealed token that must be refused: ``reason`` is ``malformed`` or ``bad signature``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def master_key(secret: str) -> bytes:
@@ -68,3 +90,40 @@ def pkce_verifier(master: bytes, state_id: str, nonce: str) -> str:
 def pkce_challenge(verifier: str) -> str:
     """The S256 ``code_challenge`` of a verifier."""
     return b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def _mac(master: bytes, purpose: str, signed: str) -> bytes:
+    return hmac.new(purpose_key(master, purpose), signed.encode("ascii"), hashlib.sha256).digest()
+
+
+def seal(master: bytes, purpose: str, payload: dict[str, Any]) -> str:
+    """``payload`` (JSON-able) signed for ``purpose``."""
+    body = b64url(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+    signed = f"{_VERSION}.{body}"
+    return f"{signed}.{b64url(_mac(master, purpose, signed))}"
+
+
+def unseal(master: bytes, purpose: str, token: object) -> dict[str, Any]:
+    """The payload of a token sealed for ``purpose``; :class:`SealError` otherwise."""
+    if not isinstance(token, str) or not 0 < len(token) <= MAX_SEALED_LENGTH:
+        raise SealError("malformed")
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != _VERSION or not all(_B64URL.match(p) for p in parts[1:]):
+        raise SealError("malformed")
+    try:
+        mac = _unb64(parts[2])
+    except (binascii.Error, ValueError):
+        raise SealError("malformed") from None
+    if not hmac.compare_digest(mac, _mac(master, purpose, f"{parts[0]}.{parts[1]}")):
+        raise SealError("bad signature")
+    try:
+        payload = json.loads(_unb64(parts[1]))
+    except (binascii.Error, ValueError):
+        raise SealError("malformed") from None
+    if not isinstance(payload, dict):
+        raise SealError("malformed")
+    return payload
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

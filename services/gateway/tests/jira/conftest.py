@@ -61,6 +61,9 @@ VECTORS: Final = (
 Client = TestClient[web.Request, web.Application]
 
 
+STATE_SIGNING_KEY: Final = "a-state-signing-key-for-the-jira-page-tests"
+
+
 @pytest.fixture(name="qsh_vectors", scope="session")
 def _qsh_vectors() -> dict[str, Any]:
     """Atlassian's qsh interop vectors; skipped only when truly absent, and never under CI."""
@@ -264,7 +267,10 @@ async def _make_harness(
         closers.append(bus.close)
         db = Database.open(settings, clock=clock)
         closers.append(db.close)
-        secrets = EnvSecretStore({"DFJ_KEK": generate_kek()}, env_file=None)
+        secrets = EnvSecretStore(
+            {"DFJ_KEK": generate_kek(), "DFJ_STATE_SIGNING_KEY": STATE_SIGNING_KEY},
+            env_file=None,
+        )
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         closers.append(http.close)
         app = create_app(settings, bus=bus, database=db, clock=clock, secrets=secrets, http=http)

@@ -67,6 +67,7 @@ async def bootstrap(
             oauth=oauth,
             master_key=signing_key,
             public_url=settings.public_url,
+            app_key=settings.app_key,
             clock=clock,
         ),
         bus=bus,

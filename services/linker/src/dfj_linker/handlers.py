@@ -43,6 +43,8 @@ class Commands:
     async def handle(self, envelope: Envelope, _context: HandlerContext) -> None:
         invocation = parse_invocation(envelope)
         match invocation.subcommand:
+            case "link":
+                await self.linking.start(invocation)
             case "unlink":
                 await self.linking.unlink(invocation)
             case "me":
@@ -64,6 +66,7 @@ def build_tables(
     master_key: Callable[[], Awaitable[bytes]],
     public_url: str,
     clock: Clock,
+    app_key: str = "discord-for-jira",
 ) -> Mapping[str, HandlerTable]:
     """The linker's tables, wired to its database, bus and Discord OAuth client."""
     replies = Replies(bus)
@@ -77,6 +80,7 @@ def build_tables(
         master_key=master_key,
         replies=replies,
         public_url=public_url,
+        app_key=app_key,
         clock=clock,
     )
     commands = Commands(linking=linking, replies=replies)

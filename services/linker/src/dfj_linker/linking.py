@@ -1,4 +1,9 @@
-"""Account links: finishing the OAuth flow, ``/jira unlink`` and ``/jira me``.
+"""Account links: ``/jira link``, finishing the OAuth flow, ``/jira unlink`` and ``/jira me``.
+
+**Starting** (``/jira link``, or the ``link:start`` button the jira-worker shows an unlinked
+user): an ephemeral answer with a button to our page inside the Jira site the server is
+connected to, carrying a sealed *link request* (site, the Discord user, the server, 10
+minutes). The page (gateway) proves the Jira account and mints the OAuth state.
 
 **The callback** (``link.oauth_callback``, published by the gateway once it has checked the
 state's signature and expiry). In order, each refusal logged by ids and, where someone can be
@@ -29,11 +34,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+from urllib.parse import quote, urlencode
 
 import structlog
 
 from dfj_common.clock import Clock
-from dfj_common.derived_keys import pkce_verifier
+from dfj_common.derived_keys import pkce_verifier, seal
 from dfj_common.envelope import Envelope
 from dfj_common.errors import DfjError, MalformedMessage
 from dfj_common.runtime import HandlerContext
@@ -50,7 +56,15 @@ from dfj_linker.invocation import Invocation
 from dfj_linker.oauth import DiscordOAuth, OAuthRefused
 from dfj_linker.replies import Replies
 
-__all__ = ["CALLBACK_CONSUMER", "CALLBACK_PATH", "LinkCallback", "Linking", "parse_callback"]
+__all__ = [
+    "CALLBACK_CONSUMER",
+    "CALLBACK_PATH",
+    "LINK_PAGE_KEY",
+    "LINK_REQUEST",
+    "LinkCallback",
+    "Linking",
+    "parse_callback",
+]
 
 _log: Final = structlog.get_logger("dfj.linker.linking")
 
@@ -65,6 +79,10 @@ _NOT_CONNECTED: Final = (
     "app's page in Jira, then someone with Manage Server runs `/jira connect`."
 )
 _AGAIN: Final = "Run `/jira link` in Discord to try again."
+#: The gateway's link page accepts these (``dfj_gateway.jira.link_request``).
+LINK_REQUEST: Final = "link-request"
+LINK_REQUEST_TTL: Final = 600
+LINK_PAGE_KEY: Final = "dfj-link"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -136,6 +154,7 @@ class Linking:
     master_key: Callable[[], Awaitable[bytes]]
     replies: Replies
     public_url: str
+    app_key: str
     clock: Clock
 
     # -- the OAuth callback ------------------------------------------------------------------
@@ -219,6 +238,55 @@ class Linking:
             client_key=callback.client_key,
             user_id=callback.discord_user_id,
             message={"content": f"Your Jira link was not completed. {text}"},
+        )
+
+    # -- /jira link ------------------------------------------------------------------------------
+
+    async def start(self, invocation: Invocation) -> None:
+        """Answer with the button to our page inside Jira, carrying a sealed link request."""
+        if invocation.guild_id is None:
+            await self.replies.answer(
+                invocation,
+                {"content": "Run `/jira link` in a server that is connected to your Jira site."},
+            )
+            return
+        connection = await self.connections.get(invocation.guild_id)
+        installation = await self.installations.get(connection.client_key) if connection else None
+        if connection is None or installation is None or not installation.base_url:
+            await self.replies.answer(invocation, {"content": _NOT_CONNECTED})
+            return
+        now = int(self.clock.now())
+        token = seal(
+            await self.master_key(),
+            LINK_REQUEST,
+            {
+                "ck": connection.client_key,
+                "du": invocation.user_id,
+                "gid": invocation.guild_id,
+                "iat": now,
+                "exp": now + LINK_REQUEST_TTL,
+            },
+        )
+        page = (
+            f"{installation.base_url.rstrip('/')}/plugins/servlet/ac/{quote(self.app_key)}/"
+            f"{LINK_PAGE_KEY}?{urlencode({'ac.request': token})}"
+        )
+        current = await self.links.get_by_discord_user(connection.client_key, invocation.user_id)
+        text = (
+            "Link your Discord account to your Jira account: the button opens Jira, which "
+            "knows who you are there, then Discord asks you to authorize. It expires in 10 "
+            "minutes."
+        )
+        if current is not None:
+            text = (
+                f"You are linked to Jira account `{current.account_id}` on this site; linking "
+                "again replaces it. " + text
+            )
+        button = {"type": 2, "style": 5, "label": "Link in Jira", "url": page}
+        await self.replies.answer(
+            invocation,
+            {"content": text, "components": [{"type": 1, "components": [button]}]},
+            tenant=connection.client_key,
         )
 
     # -- /jira unlink, /jira me ------------------------------------------------------------------

@@ -44,10 +44,6 @@ ticket: a ``link-status`` token carrying the state id, site, account, the state'
 from __future__ import annotations
 
 import base64
-import binascii
-import hashlib
-import hmac
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -55,7 +51,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from dfj_common.config import Settings
-from dfj_common.derived_keys import b64url, master_key, purpose_key
+from dfj_common.derived_keys import SealError, b64url, master_key, purpose_key, seal, unseal
 from dfj_common.derived_keys import pkce_challenge as derived_pkce_challenge
 from dfj_common.derived_keys import pkce_verifier as derived_pkce_verifier
 from dfj_common.errors import ConfigError
@@ -145,35 +141,17 @@ def _subkey(master: bytes, purpose: str) -> bytes:
     return purpose_key(master, purpose)
 
 
-def _mac(master: bytes, purpose: str, signed: str) -> bytes:
-    return hmac.new(_subkey(master, purpose), signed.encode("ascii"), hashlib.sha256).digest()
-
-
 def _seal(master: bytes, purpose: str, payload: dict[str, Any]) -> str:
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
-    signed = f"{_VERSION}.{body}"
-    return f"{signed}.{_b64(_mac(master, purpose, signed))}"
+    return seal(master, purpose, payload)
 
 
 def _open(master: bytes, purpose: str, token: str) -> dict[str, Any]:
-    if not isinstance(token, str) or not 0 < len(token) <= MAX_STATE_LENGTH:
-        raise StateError("malformed")
-    parts = token.split(".")
-    if len(parts) != 3 or parts[0] != _VERSION or not all(_B64URL.match(p) for p in parts[1:]):
+    if isinstance(token, str) and len(token) > MAX_STATE_LENGTH:
         raise StateError("malformed")
     try:
-        mac = _unb64(parts[2])
-    except (binascii.Error, ValueError):
-        raise StateError("malformed") from None
-    if not hmac.compare_digest(mac, _mac(master, purpose, f"{parts[0]}.{parts[1]}")):
-        raise StateError("bad signature")
-    try:
-        payload = json.loads(_unb64(parts[1]))
-    except (binascii.Error, ValueError):
-        raise StateError("malformed") from None
-    if not isinstance(payload, dict):
-        raise StateError("malformed")
-    return payload
+        return unseal(master, purpose, token)
+    except SealError as exc:
+        raise StateError(exc.reason) from None
 
 
 def _text(payload: dict[str, Any], key: str) -> str:

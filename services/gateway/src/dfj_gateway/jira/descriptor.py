@@ -60,6 +60,15 @@ def build_descriptor(settings: Settings) -> dict[str, Any]:
                 "name": {"value": f"Configure {APP_NAME}"},
                 "url": paths.CONFIG_PAGE,
             },
+            # Not in any menu: reached from the linker's /jira link button only.
+            "generalPages": [
+                {
+                    "key": paths.LINK_PAGE_KEY,
+                    "name": {"value": "Link your Discord account"},
+                    "url": paths.LINK_PAGE + "?request={ac.request}",
+                    "location": "none",
+                }
+            ],
             "postInstallPage": {
                 "key": "dfj-get-started",
                 "name": {"value": f"Get started with {APP_NAME}"},

@@ -20,6 +20,8 @@ __all__ = [
     "CONTEXT_API",
     "DESCRIPTOR",
     "LIFECYCLE",
+    "LINK_PAGE",
+    "LINK_PAGE_KEY",
     "WEBHOOKS",
     "webhook_path",
 ]
@@ -49,6 +51,10 @@ WEBHOOKS: Final[Mapping[str, str]] = MappingProxyType(
 )
 
 CONFIG_PAGE: Final = "/jira/pages/config"
+LINK_PAGE: Final = "/jira/pages/link"
+#: The ``generalPage`` module of the link page: the linker's ``/jira link`` button opens
+#: ``<site>/plugins/servlet/ac/<app key>/<LINK_PAGE_KEY>?ac.request=…``.
+LINK_PAGE_KEY: Final = "dfj-link"
 CONTEXT_API: Final = "/jira/api/context"
 
 

@@ -53,13 +53,15 @@ import structlog
 from aiohttp import web
 
 from dfj_common.bus import JIRA_EVENTS
+from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET
 from dfj_common.envelope import Envelope, deterministic_id
-from dfj_common.errors import ConfigError, TransientError
+from dfj_common.errors import ConfigError, DfjError, TransientError
 from dfj_common.qsh import CONTEXT_QSH, qsh
 from dfj_common.secrets import SecretError
 from dfj_common.storage import Installation, InstallationKind, Installations, InstallationState
 from dfj_gateway import events
-from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SETTINGS
+from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTINGS
+from dfj_gateway.browser.state import StateError, begin_link, signing_key
 from dfj_gateway.jira import paths
 from dfj_gateway.jira.connect_jwt import (
     Claims,
@@ -70,6 +72,7 @@ from dfj_gateway.jira.connect_jwt import (
 )
 from dfj_gateway.jira.descriptor import build_descriptor
 from dfj_gateway.jira.install_keys import InstallKeyOptions, InstallKeys
+from dfj_gateway.jira.link_request import link_page_response, verify_link_request
 from dfj_gateway.jira.payloads import (
     BadPayload,
     WebhookDelivery,
@@ -614,6 +617,59 @@ async def config_page(request: web.Request, verified: Verified) -> web.Response:
     )
 
 
+async def link_page(request: web.Request, verified: Verified) -> web.Response:
+    """The link page inside Jira (see ``link_request``): the Discord authorize button."""
+    origin = _frame_origin(verified.installation)
+
+    def page(message: str, status: int, url: str | None = None) -> web.Response:
+        return link_page_response(
+            authorize_url=url, message=message, frame_origin=origin, all_js=ALL_JS, status=status
+        )
+
+    claims = verified.claims
+    assert claims is not None
+    if claims.account_id is None:
+        note(request, reason="no Jira user")
+        return page("Sign in to Jira to link your Discord account.", 400)
+    token = request.query.get("request") or request.query.get("ac.request") or ""
+    try:
+        secret = await request.app[SECRETS].get(STATE_SIGNING_KEY_SECRET)
+        key = signing_key(secret.reveal())
+    except DfjError as exc:
+        note(request, reason="state signing key unavailable", error=type(exc).__name__)
+        return page("Linking is not set up on this server yet.", 503)
+    asker: str | None = None
+    if token:
+        try:
+            asked = verify_link_request(key, token, now=verified.now)
+        except StateError as exc:
+            note(request, reason=f"link request {exc.reason}")
+            text = "expired" if exc.reason == "expired" else "is not valid"
+            return page(f"This link request {text}. Run /jira link in Discord again.", 400)
+        if asked.client_key != verified.client_key:
+            note(request, reason="link request for another site")
+            return page("This link request was made for another Jira site.", 400)
+        asker = asked.discord_user_id
+    try:
+        url, state = begin_link(
+            key,
+            request.app[SETTINGS],
+            client_key=verified.client_key,
+            account_id=claims.account_id,
+            now=verified.now,
+            discord_user_id=asker,
+        )
+    except ConfigError as exc:
+        note(request, reason="linking not configured", error=type(exc).__name__)
+        return page("Linking is not set up on this server yet.", 503)
+    note(request, state_id=state.state_id)
+    return page(
+        "Continue to Discord and authorize Discord for Jira; you come back here when it is done.",
+        200,
+        url,
+    )
+
+
 async def context(request: web.Request, verified: Verified) -> web.Response:
     """Who is calling from our page inside Jira: the verified clientKey and accountId."""
     claims = verified.claims
@@ -675,5 +731,6 @@ ROUTES: Final[tuple[JiraRoute, ...]] = (
         for slug, event in paths.WEBHOOKS.items()
     ),
     JiraRoute(method="GET", path=paths.CONFIG_PAGE, auth=Auth.PAGE_QSH, handler=config_page),
+    JiraRoute(method="GET", path=paths.LINK_PAGE, auth=Auth.PAGE_QSH, handler=link_page),
     JiraRoute(method="GET", path=paths.CONTEXT_API, auth=Auth.CONTEXT_QSH, handler=context),
 )

@@ -1,0 +1,119 @@
+"""The link page inside Jira: where a Discord user's ``/jira link`` meets their Jira account.
+
+``/jira link`` (the linker) answers with a button to
+``<site>/plugins/servlet/ac/<app key>/dfj-link?ac.request=<link request>``; Jira opens our
+``generalPage`` in an iframe with a page JWT whose ``sub`` is the signed-in Jira user, and
+passes the request on (``/jira/pages/link?request=…``). The page checks both, mints the OAuth
+state bound to that Jira account, that site and the Discord user who asked, and shows a button
+to Discord's authorize page (``target=_top``: Discord refuses to be framed).
+
+A **link request** is a sealed token (``dfj_common.derived_keys.seal``, purpose
+``link-request``) the linker issues and only this page accepts: ``ck`` (the site the Discord
+server is connected to), ``du`` (the Discord user who ran the command), ``gid`` (the server),
+``iat``, ``exp`` (10 minutes). A request for another site than the page's JWT is refused, so a
+button from one server cannot link an account on another site. Without a request (the page
+opened from Jira itself) the state names no Discord user, and whoever authorizes in Discord is
+linked — the Jira user chose that account themselves.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+
+from dfj_common.derived_keys import SealError, unseal
+from dfj_gateway.browser.state import StateError
+
+__all__ = ["LINK_REQUEST", "LinkRequest", "link_page_response", "verify_link_request"]
+
+LINK_REQUEST: Final = "link-request"
+CLOCK_SKEW: Final = 60
+_SNOWFLAKE: Final = re.compile(r"^[0-9]{1,20}$")
+_STYLE: Final = (
+    "body{font:14px/1.5 system-ui,sans-serif;margin:1.5rem;color:#172b4d}"
+    "a.button{display:inline-block;padding:.5rem 1rem;background:#5865f2;color:#fff;"
+    "border-radius:4px;text-decoration:none}.muted{color:#626f86}"
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LinkRequest:
+    """What a verified link request says."""
+
+    client_key: str
+    discord_user_id: str
+    guild_id: str | None
+    expires_at: int
+
+
+def verify_link_request(key: bytes, token: str, *, now: float) -> LinkRequest:
+    """The request sealed in ``token``; :class:`StateError` (``malformed``, ``bad signature``,
+    ``expired``) otherwise."""
+    try:
+        payload = unseal(key, LINK_REQUEST, token)
+    except SealError as exc:
+        raise StateError(exc.reason) from None
+    client_key, user, guild = payload.get("ck"), payload.get("du"), payload.get("gid")
+    issued, expires = payload.get("iat"), payload.get("exp")
+    if (
+        not isinstance(client_key, str)
+        or not client_key
+        or not isinstance(user, str)
+        or not _SNOWFLAKE.match(user)
+        or (guild is not None and (not isinstance(guild, str) or not _SNOWFLAKE.match(guild)))
+        or not isinstance(issued, int)
+        or not isinstance(expires, int)
+    ):
+        raise StateError("malformed")
+    if issued > now + CLOCK_SKEW:
+        raise StateError("malformed")
+    if expires <= now:
+        raise StateError("expired")
+    return LinkRequest(
+        client_key=client_key, discord_user_id=user, guild_id=guild, expires_at=expires
+    )
+
+
+def link_page_response(
+    *, authorize_url: str | None, message: str, frame_origin: str, all_js: str, status: int = 200
+) -> web.Response:
+    """The page: a message, and the button to Discord when there is somewhere to go."""
+    nonce = secrets.token_urlsafe(16)
+    button = (
+        f'<p><a class="button" id="continue" href="{html.escape(authorize_url)}" '
+        'target="_top" rel="noopener noreferrer">Continue to Discord</a></p>'
+        '<p class="muted">Discord asks you to authorize reading your user id only '
+        "(scope <code>identify</code>). Nothing else is shared.</p>"
+        if authorize_url
+        else ""
+    )
+    document = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        "<title>Link your Discord account</title>"
+        f'<style nonce="{nonce}">{_STYLE}</style>'
+        f'<script src="{html.escape(all_js)}" async></script></head><body>'
+        f"<h1>Link your Discord account</h1><p>{html.escape(message)}</p>{button}</body></html>"
+    )
+    csp = (
+        f"default-src 'none'; script-src {all_js}; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        f"frame-ancestors {frame_origin}"
+    )
+    return web.Response(
+        text=document,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Content-Security-Policy": csp,
+            # The page URL carries the jwt and the request: no referrer, no cache.
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
