@@ -39,6 +39,7 @@ SITE: Final = "jira:site-1"
 SITE_URL: Final = "https://acme.atlassian.net"
 ACCOUNT: Final = "557058:alice"
 SIGNING_KEY: Final = "a-state-signing-key-of-at-least-32-bytes!"
+MANAGE_GUILD: Final = 1 << 5
 
 
 def context(delivery_count: int = 1) -> HandlerContext:
@@ -106,8 +107,18 @@ class Rig:
             },
         )
 
-    def command(self, subcommand: str, *, user_id: str, guild: bool = True) -> Envelope:
+    def command(
+        self,
+        subcommand: str,
+        *,
+        user_id: str,
+        guild: bool = True,
+        guild_id: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        manage_server: bool = False,
+    ) -> Envelope:
         """A ``/jira <subcommand>`` event as the gateway publishes it."""
+        where = (guild_id or self.guild_id) if guild else None
         interaction_id = str(1_300_000_000_000_000_000 + secrets.randbelow(10**9))
         return Envelope(
             id=deterministic_id("discord-interaction", interaction_id),
@@ -119,12 +130,16 @@ class Rig:
                 "interaction_type": 2,
                 "application_id": self.sim.application.id,
                 "token": "interaction-token-" + interaction_id,
-                "guild_id": self.guild_id if guild else None,
+                "guild_id": where,
                 "channel_id": "1200000000000000001",
                 "user_id": user_id,
                 "roles": [],
-                "permissions": "0",
-                "command": {"name": "jira", "subcommand": subcommand, "options": {}},
+                "permissions": str(MANAGE_GUILD if manage_server else 0),
+                "command": {
+                    "name": "jira",
+                    "subcommand": subcommand,
+                    "options": dict(options or {}),
+                },
             },
         )
 

@@ -16,6 +16,18 @@ self-contained value through a browser or a user (an OAuth state, a link request
 code) without either storing it: ``v1.<base64url(JSON)>.<base64url(HMAC-SHA256(k_purpose,
 "v1.<payload>"))>``, compared in constant time. This is crypto plumbing; what a token says,
 and for how long it is good, stays with the services that issue and accept it.
+
+**Short codes** (:func:`short_code`, :func:`open_short_code`) are for a person to type or paste
+(``/jira connect code:…``, 64 characters at most): they cannot carry their subject (a site's
+clientKey may be 100 characters), so they carry a 4-byte hint of it instead and are opened
+against the candidate subjects (the installed sites)::
+
+    bytes  = hint(4) = SHA-256(subject)[:4] ‖ expires_at (4, big-endian) ‖ nonce (4)
+           ‖ HMAC-SHA256(k_purpose, bytes[:12] ‖ subject)[:8]
+    code   = Crockford base32 of the 20 bytes, in groups of four: XXXX-XXXX-…-XXXX (39 chars)
+
+A 64-bit MAC can only be guessed online, against a code that lives minutes and is used once.
+The consumer makes it single-use by its :attr:`ShortCode.code_id`.
 """
 
 from __future__ import annotations
@@ -26,6 +38,10 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from dfj_common.errors import ConfigError
@@ -35,12 +51,15 @@ __all__ = [
     "MIN_KEY_BYTES",
     "STATE_SIGNING_KEY_SECRET",
     "SealError",
+    "ShortCode",
     "b64url",
     "master_key",
+    "open_short_code",
     "pkce_challenge",
     "pkce_verifier",
     "purpose_key",
     "seal",
+    "short_code",
     "unseal",
 ]
 
@@ -127,3 +146,70 @@ def unseal(master: bytes, purpose: str, token: object) -> dict[str, Any]:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- short codes ------------------------------------------------------------------------------
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_DECODE: Final = {c: i for i, c in enumerate(_CROCKFORD)} | {"O": 0, "I": 1, "L": 1}
+_CODE_BYTES: Final = 20
+_HEAD: Final = struct.Struct(">4sI4s")
+
+
+@dataclass(frozen=True, slots=True)
+class ShortCode:
+    """An opened short code: whom it was for, until when, and its id for single use."""
+
+    subject: str
+    expires_at: int
+    code_id: str
+
+
+def _hint(subject: str) -> bytes:
+    return hashlib.sha256(subject.encode()).digest()[:4]
+
+
+def _code_mac(master: bytes, purpose: str, head: bytes, subject: str) -> bytes:
+    key = purpose_key(master, purpose)
+    return hmac.new(key, head + subject.encode(), hashlib.sha256).digest()[:8]
+
+
+def _base32(raw: bytes) -> str:
+    number, out = int.from_bytes(raw, "big"), []
+    for _ in range(len(raw) * 8 // 5):
+        out.append(_CROCKFORD[number & 31])
+        number >>= 5
+    return "".join(reversed(out))
+
+
+def short_code(
+    master: bytes, purpose: str, subject: str, *, expires_at: int, nonce: bytes | None = None
+) -> str:
+    """A code for ``subject`` that :func:`open_short_code` accepts until ``expires_at``."""
+    head = _HEAD.pack(_hint(subject), expires_at, nonce or secrets.token_bytes(4))
+    text = _base32(head + _code_mac(master, purpose, head, subject))
+    return "-".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def open_short_code(
+    master: bytes, purpose: str, code: str, candidates: Iterable[str], *, now: float
+) -> ShortCode:
+    """The code's subject among ``candidates``; :class:`SealError` (``malformed``, ``bad
+    signature``, ``expired``) otherwise. Case, spaces, dashes and O/I/L for 0/1 are forgiven."""
+    text = "".join(c for c in code.upper() if c not in "- ")
+    if len(text) != _CODE_BYTES * 8 // 5 or any(c not in _DECODE for c in text):
+        raise SealError("malformed")
+    number = 0
+    for c in text:
+        number = number << 5 | _DECODE[c]
+    raw = number.to_bytes(_CODE_BYTES, "big")
+    head, mac = raw[: _HEAD.size], raw[_HEAD.size :]
+    hint, expires_at, _nonce = _HEAD.unpack(head)
+    for subject in candidates:
+        if _hint(subject) == hint and hmac.compare_digest(
+            mac, _code_mac(master, purpose, head, subject)
+        ):
+            if expires_at <= now:
+                raise SealError("expired")
+            return ShortCode(subject=subject, expires_at=expires_at, code_id=b64url(head))
+    raise SealError("bad signature")

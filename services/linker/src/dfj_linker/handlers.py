@@ -21,12 +21,14 @@ from dfj_common.storage import (
     Installations,
     OAuthStates,
     ProcessedIds,
+    Subscriptions,
     UserLinks,
 )
 from dfj_linker.invocation import DISCORD_COMMAND, DISCORD_COMPONENT, parse_invocation
 from dfj_linker.linking import Linking
 from dfj_linker.oauth import DiscordOAuth
 from dfj_linker.replies import Replies
+from dfj_linker.servers import Servers
 
 __all__ = ["LINK_OAUTH_CALLBACK", "Commands", "build_tables"]
 
@@ -38,11 +40,16 @@ class Commands:
     """Routes the linker's commands and clicks to what answers them."""
 
     linking: Linking
+    servers: Servers
     replies: Replies
 
-    async def handle(self, envelope: Envelope, _context: HandlerContext) -> None:
+    async def handle(self, envelope: Envelope, context: HandlerContext) -> None:
         invocation = parse_invocation(envelope)
         match invocation.subcommand:
+            case "connect":
+                await self.servers.connect(invocation, context)
+            case "disconnect":
+                await self.servers.disconnect(invocation)
             case "link":
                 await self.linking.start(invocation)
             case "unlink":
@@ -83,7 +90,16 @@ def build_tables(
         app_key=app_key,
         clock=clock,
     )
-    commands = Commands(linking=linking, replies=replies)
+    servers = Servers(
+        installations=Installations(database),
+        connections=GuildConnections(database),
+        subscriptions=Subscriptions(database),
+        states=OAuthStates(database),
+        master_key=master_key,
+        replies=replies,
+        clock=clock,
+    )
+    commands = Commands(linking=linking, servers=servers, replies=replies)
     return {
         LINKER: {
             LINK_OAUTH_CALLBACK: linking.oauth_callback,
