@@ -247,3 +247,34 @@ async def test_a_reloaded_callback_does_not_link_twice(world: World) -> None:
     finally:
         await receiver.close()
     assert len(world.sim.oauth.grants) == 1
+
+
+@pytest.mark.slow
+async def test_connect_a_server_with_the_code_from_the_page_in_jira(world: World) -> None:
+    guild = world.sim.add_guild("Beta", owner_id=world.alice)  # the owner may Manage Server
+    token = sign_request(
+        SECRET,
+        client_key=CLIENT_KEY,
+        method="GET",
+        path="/jira/pages/config",
+        now=world.sim.clock.now(),
+        account_id=ACCOUNT,
+    )
+    async with aiohttp.ClientSession() as browser:
+        async with browser.get(
+            world.public_url + "/jira/pages/config", params=[("jwt", token)]
+        ) as page:
+            found = re.search(r"/jira connect code:([A-Z0-9-]+)<", await page.text())
+    assert found is not None
+    body = world.sim.interactions.slash(
+        guild.channel_ids[0],
+        world.alice,
+        subcommand="connect",
+        options={"code": found.group(1)},
+    )
+    result = await world.sim.send_interaction(world.public_url + "/discord/interactions", body)
+    assert result.status == 200
+    reply = await next_outbox(world)
+    assert "Connected this server" in reply.data["message"]["content"]
+    connection = await GuildConnections(world.database).get(guild.id)
+    assert connection is not None and connection.client_key == CLIENT_KEY

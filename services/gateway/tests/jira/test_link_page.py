@@ -136,3 +136,49 @@ def test_the_descriptor_declares_the_link_page_outside_every_menu() -> None:
     assert page["key"] == "dfj-link"
     assert page["location"] == "none"
     assert page["url"] == "/jira/pages/link?request={ac.request}"
+
+
+CONFIG = "/jira/pages/config"
+
+
+async def test_the_configuration_page_offers_the_bot_and_a_connect_code(make_harness: Any) -> None:
+    from dfj_common.derived_keys import open_short_code
+    from dfj_common.storage import GuildConnections
+
+    h: Harness = await make_harness(env=DISCORD)
+    await h.seed()
+    await GuildConnections(h.db).connect("1100000000000000001", CLIENT_KEY, connected_by="1")
+    token = h.sign("GET", CONFIG)
+    response = await h.client.get(CONFIG, params=[("jwt", token)])
+    assert response.status == 200
+    page = await response.text()
+    install = re.search(r'id="install" href="([^"]+)"', page)
+    assert install is not None
+    query = parse_qs(urlsplit(html.unescape(install.group(1))).query)
+    assert query == {
+        "client_id": [APP_ID],
+        "scope": ["bot applications.commands"],
+        "permissions": ["309237730304"],
+    }
+    command = re.search(r'<pre id="command">/jira connect code:([A-Z0-9-]+)</pre>', page)
+    assert command is not None and len(command.group(1)) <= 64
+    opened = open_short_code(
+        master_key(SIGNING_KEY), "connect-code", command.group(1), [CLIENT_KEY], now=h.clock.now()
+    )
+    assert opened.subject == CLIENT_KEY
+    assert "1100000000000000001" in page
+
+
+async def test_the_configuration_page_without_discord_says_so(h: Harness) -> None:
+    await h.seed()
+    response = await h.client.get(CONFIG, params=[("jwt", h.sign("GET", CONFIG))])
+    page = await response.text()
+    assert response.status == 200
+    assert "not set up" in page and 'id="command"' not in page
+
+
+def test_the_bot_permissions_match_the_discord_workers() -> None:
+    from dfj_discord_worker.permissions import BOT_PERMISSIONS as WORKER
+    from dfj_gateway.jira.config_page import BOT_PERMISSIONS
+
+    assert int(WORKER) == BOT_PERMISSIONS

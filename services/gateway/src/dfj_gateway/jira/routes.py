@@ -41,6 +41,7 @@ import asyncio
 import base64
 import hashlib
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,16 +54,28 @@ import structlog
 from aiohttp import web
 
 from dfj_common.bus import JIRA_EVENTS
-from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET
+from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET, short_code
 from dfj_common.envelope import Envelope, deterministic_id
 from dfj_common.errors import ConfigError, DfjError, TransientError
 from dfj_common.qsh import CONTEXT_QSH, qsh
 from dfj_common.secrets import SecretError
-from dfj_common.storage import Installation, InstallationKind, Installations, InstallationState
+from dfj_common.storage import (
+    GuildConnections,
+    Installation,
+    InstallationKind,
+    Installations,
+    InstallationState,
+)
 from dfj_gateway import events
 from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTINGS
 from dfj_gateway.browser.state import StateError, begin_link, signing_key
 from dfj_gateway.jira import paths
+from dfj_gateway.jira.config_page import (
+    CONNECT_CODE,
+    CONNECT_CODE_TTL,
+    bot_install_url,
+    config_document,
+)
 from dfj_gateway.jira.connect_jwt import (
     Claims,
     JiraAuthError,
@@ -564,24 +577,6 @@ def webhook(event: str) -> Handler:
     return handle
 
 
-_PAGE: Final = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Discord for Jira</title>
-<script src="{all_js}" async></script>
-</head>
-<body>
-<main>
-<h1>Discord for Jira</h1>
-<p>Connect a Discord server to this Jira site. Configuration arrives here soon.</p>
-</main>
-</body>
-</html>
-"""
-
-
 def _frame_origin(installation: Installation | None) -> str:
     base_url = installation.base_url if installation is not None else None
     if base_url:
@@ -593,19 +588,40 @@ def _frame_origin(installation: Installation | None) -> str:
 
 
 async def config_page(request: web.Request, verified: Verified) -> web.Response:
-    """The configuration page (a placeholder that loads Atlassian's ``all.js``)."""
+    """The configuration page (see ``config_page``): bot install link and a connect code."""
+    settings = request.app[SETTINGS]
+    install_url = code = None
+    try:
+        secret = await request.app[SECRETS].get(STATE_SIGNING_KEY_SECRET)
+        key: bytes | None = signing_key(secret.reveal())
+    except DfjError as exc:
+        note(request, reason="state signing key unavailable", error=type(exc).__name__)
+        key = None
+    if key is not None and settings.discord_application_id:
+        install_url = bot_install_url(settings.discord_web_url, settings.discord_application_id)
+        expires = int(verified.now) + CONNECT_CODE_TTL
+        code = short_code(key, CONNECT_CODE, verified.client_key, expires_at=expires)
+    connections = await GuildConnections(request.app[DATABASE]).list_for_site(verified.client_key)
+    nonce = secrets.token_urlsafe(16)
     csp = (
         "default-src 'none'; "
         f"script-src {ALL_JS}; "
-        "style-src 'self' 'unsafe-inline'; "
+        f"style-src 'nonce-{nonce}'; "
         "img-src 'self'; "
         "connect-src 'self'; "
         "base-uri 'none'; "
         "form-action 'self'; "
         f"frame-ancestors {_frame_origin(verified.installation)}"
     )
+    document = config_document(
+        all_js=ALL_JS,
+        install_url=install_url,
+        code=code,
+        connections=connections,
+        style_nonce=nonce,
+    )
     return web.Response(
-        text=_PAGE.format(all_js=ALL_JS),
+        text=document,
         content_type="text/html",
         headers={
             "Content-Security-Policy": csp,
