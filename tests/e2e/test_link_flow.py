@@ -260,11 +260,11 @@ async def test_connect_a_server_with_the_code_from_the_page_in_jira(world: World
         now=world.sim.clock.now(),
         account_id=ACCOUNT,
     )
-    async with aiohttp.ClientSession() as browser:
-        async with browser.get(
-            world.public_url + "/jira/pages/config", params=[("jwt", token)]
-        ) as page:
-            found = re.search(r"/jira connect code:([A-Z0-9-]+)<", await page.text())
+    async with (
+        aiohttp.ClientSession() as browser,
+        browser.get(world.public_url + "/jira/pages/config", params=[("jwt", token)]) as page,
+    ):
+        found = re.search(r"/jira connect code:([A-Z0-9-]+)<", await page.text())
     assert found is not None
     body = world.sim.interactions.slash(
         guild.channel_ids[0],
