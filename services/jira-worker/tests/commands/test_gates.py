@@ -364,3 +364,33 @@ async def test_forbidden_by_jira_for_every_command(harness: Harness) -> None:
             continue  # only reads metadata, and tolerates failures (tested on its own)
         message = await harness.answer(build(harness))
         assert "permission" in content(message), case
+
+
+async def test_everyone_may_manage_when_the_server_says_so(harness: Harness) -> None:
+    """/jira permissions capability:manage who:everyone opens subscriptions to every member."""
+    from dfj_common.storage import AccessMode
+
+    await harness.repos.feature_access.put(GUILD, "manage", AccessMode.ALL)
+    message = await harness.answer(harness.command("subscriptions", member=CAROL))
+    assert "no Jira subscriptions" in content(message)
+
+
+async def test_linked_users_only_asks_an_unlinked_member_to_link(harness: Harness) -> None:
+    """who:linked on "manage": Bob (linked) may, Carol (not linked) is asked to link first."""
+    from dfj_common.storage import AccessMode
+
+    await harness.repos.feature_access.put(GUILD, "manage", AccessMode.LINKED)
+    allowed = await harness.answer(harness.command("subscriptions", member=BOB))
+    assert "no Jira subscriptions" in content(allowed)
+    carol = await harness.reply(harness.command("subscriptions", member=CAROL))
+    assert "link:start" in custom_ids(carol.data["message"])
+    assert harness.calls == []
+
+
+async def test_a_role_rule_wins_over_an_access_mode(harness: Harness) -> None:
+    from dfj_common.storage import AccessMode
+
+    await harness.repos.feature_access.put(GUILD, "view", AccessMode.ALL)
+    await harness.repos.role_rules.put(GUILD, "view", [ROLE_DEV])
+    message = await harness.answer(harness.command("issue", key="ABC-1"))
+    assert content(message).startswith("You can't")

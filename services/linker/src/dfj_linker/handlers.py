@@ -17,16 +17,19 @@ from dfj_common.envelope import Envelope
 from dfj_common.runtime import HandlerContext, HandlerTable
 from dfj_common.storage import (
     Database,
+    FeatureAccess,
     GuildConnections,
     Installations,
     OAuthStates,
     ProcessedIds,
+    RoleRules,
     Subscriptions,
     UserLinks,
 )
 from dfj_linker.invocation import DISCORD_COMMAND, DISCORD_COMPONENT, parse_invocation
 from dfj_linker.linking import Linking
 from dfj_linker.oauth import DiscordOAuth
+from dfj_linker.permissions import Permissions
 from dfj_linker.replies import Replies
 from dfj_linker.servers import Servers
 
@@ -41,6 +44,7 @@ class Commands:
 
     linking: Linking
     servers: Servers
+    permissions: Permissions
     replies: Replies
 
     async def handle(self, envelope: Envelope, context: HandlerContext) -> None:
@@ -50,6 +54,8 @@ class Commands:
                 await self.servers.connect(invocation, context)
             case "disconnect":
                 await self.servers.disconnect(invocation)
+            case "permissions":
+                await self.permissions.handle(invocation)
             case "link":
                 await self.linking.start(invocation)
             case "unlink":
@@ -99,7 +105,13 @@ def build_tables(
         replies=replies,
         clock=clock,
     )
-    commands = Commands(linking=linking, servers=servers, replies=replies)
+    permissions = Permissions(
+        connections=GuildConnections(database),
+        role_rules=RoleRules(database),
+        access=FeatureAccess(database),
+        replies=replies,
+    )
+    commands = Commands(linking=linking, servers=servers, permissions=permissions, replies=replies)
     return {
         LINKER: {
             LINK_OAUTH_CALLBACK: linking.oauth_callback,

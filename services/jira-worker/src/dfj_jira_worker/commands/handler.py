@@ -42,6 +42,7 @@ from dfj_common.runtime import HandlerContext, HandlerTable
 from dfj_common.storage import (
     Database,
     Drafts,
+    FeatureAccess,
     GuildConnection,
     GuildConnections,
     Installation,
@@ -54,7 +55,7 @@ from dfj_common.storage import (
     UserLinks,
 )
 from dfj_jira_worker.commands import replies
-from dfj_jira_worker.commands.access import AccessCheck
+from dfj_jira_worker.commands.access import AccessCheck, Verdict
 from dfj_jira_worker.commands.creation import Creation
 from dfj_jira_worker.commands.issues import IssueCommands
 from dfj_jira_worker.commands.metadata import MetadataRefresher
@@ -140,7 +141,11 @@ class Commands:
         metadata_ttl: timedelta = timedelta(minutes=15),
     ) -> Commands:
         """Every collaborator over one database (the composition root's entry point)."""
-        access = AccessCheck(role_rules=RoleRules(database), links=UserLinks(database))
+        access = AccessCheck(
+            role_rules=RoleRules(database),
+            links=UserLinks(database),
+            access=FeatureAccess(database),
+        )
         metadata = MetadataRefresher(cache=MetadataCache(database), ttl=metadata_ttl)
         issues = IssueCommands(access=access, metadata=metadata)
         return cls(
@@ -224,11 +229,17 @@ class Commands:
         refusal: tuple[dict[str, Any], str] | None = None
         if isinstance(request, Unsupported):
             refusal = replies.unsupported(request.what), "unsupported"
-        elif request.capability is not None and not await self.access.allows(
-            invocation, request.capability
+        elif request.capability is not None:
+            verdict = await self.access.verdict(invocation, request.capability, client_key)
+            if verdict is Verdict.FORBIDDEN:
+                refusal = replies.forbidden(request.capability.value), "forbidden"
+            elif verdict is Verdict.LINK_FIRST:
+                refusal = replies.link_prompt(), "not-linked"
+        if (
+            refusal is None
+            and request.mutates
+            and await self.processed.is_processed(CONSUMER, invocation.event_id)
         ):
-            refusal = replies.forbidden(request.capability.value), "forbidden"
-        elif request.mutates and await self.processed.is_processed(CONSUMER, invocation.event_id):
             refusal = replies.text(_ALREADY_DONE), "duplicate"
         if refusal is None:
             return None
