@@ -17,6 +17,7 @@ from dfj_common.envelope import Envelope
 from dfj_common.runtime import HandlerContext, HandlerTable
 from dfj_common.storage import (
     Database,
+    Drafts,
     FeatureAccess,
     GuildConnections,
     Installations,
@@ -30,6 +31,7 @@ from dfj_linker.invocation import DISCORD_COMMAND, DISCORD_COMPONENT, parse_invo
 from dfj_linker.linking import Linking
 from dfj_linker.oauth import DiscordOAuth
 from dfj_linker.permissions import Permissions
+from dfj_linker.privacy import Privacy
 from dfj_linker.replies import Replies
 from dfj_linker.servers import Servers
 
@@ -45,6 +47,7 @@ class Commands:
     linking: Linking
     servers: Servers
     permissions: Permissions
+    privacy: Privacy
     replies: Replies
 
     async def handle(self, envelope: Envelope, context: HandlerContext) -> None:
@@ -56,6 +59,8 @@ class Commands:
                 await self.servers.disconnect(invocation)
             case "permissions":
                 await self.permissions.handle(invocation)
+            case "privacy":
+                await self.privacy.handle(invocation)
             case "link":
                 await self.linking.start(invocation)
             case "unlink":
@@ -111,7 +116,20 @@ def build_tables(
         access=FeatureAccess(database),
         replies=replies,
     )
-    commands = Commands(linking=linking, servers=servers, permissions=permissions, replies=replies)
+    privacy = Privacy(
+        links=UserLinks(database),
+        drafts=Drafts(database),
+        subscriptions=Subscriptions(database),
+        connections=GuildConnections(database),
+        replies=replies,
+    )
+    commands = Commands(
+        linking=linking,
+        servers=servers,
+        permissions=permissions,
+        privacy=privacy,
+        replies=replies,
+    )
     return {
         LINKER: {
             LINK_OAUTH_CALLBACK: linking.oauth_callback,

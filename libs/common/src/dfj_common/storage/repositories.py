@@ -745,6 +745,13 @@ class Drafts(_Repository):
             )
         )
 
+    async def list_for_discord_user(self, discord_user_id: str) -> list[Draft]:
+        """Every draft of a Discord user, expired or not (per-user export)."""
+        t = s.drafts
+        query = sa.select(t).where(t.c.discord_user_id == discord_user_id).order_by(t.c.created_at)
+        rows = await self._db.run(lambda conn: conn.execute(query).all(), write=False)
+        return [_draft(r) for r in rows]
+
     async def erase_discord_user(self, discord_user_id: str) -> int:
         """Delete every draft of a Discord user (erasure)."""
         t = s.drafts
