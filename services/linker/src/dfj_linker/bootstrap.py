@@ -6,10 +6,10 @@ Tests call it with a bus, a database and a secret store of their own (and close 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 
-from dfj_common.bus import Bus
+from dfj_common.bus import Bus, open_bus
 from dfj_common.clock import Clock, SystemClock
 from dfj_common.config import Secret, Settings
 from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET, master_key
@@ -18,8 +18,9 @@ from dfj_common.secrets import SecretStore, open_secret_store
 from dfj_common.service import WorkerService, build_worker_service
 from dfj_common.storage import Database
 from dfj_common.telemetry import Telemetry
-from dfj_linker.handlers import build_tables
+from dfj_linker.handlers import build_retention, build_tables
 from dfj_linker.oauth import DiscordOAuth
+from dfj_linker.settings import LinkerSettings
 
 SERVICE = "linker"
 OAUTH_TIMEOUT_SECONDS = 10.0
@@ -42,7 +43,20 @@ async def bootstrap(
     reason (``LinkingNotConfigured``): it is dead-lettered, kept for a replay once configured.
     """
     clock = clock or SystemClock()
-    store = secrets or open_secret_store(settings, environ if environ is not None else os.environ)
+    env = environ if environ is not None else os.environ
+    store = secrets or open_secret_store(settings, env)
+    linker = LinkerSettings.from_env(env)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if bus is None:
+        bus = await open_bus(settings, clock=clock)
+        closers.append(bus.close)
+    if database is None:
+        database = Database.open(settings)
+        closers.append(database.close)
+    # The sweep's chain starts (or is joined) here; duplicate detection keeps one per slot.
+    await build_retention(database, bus, clock=clock, settings=linker).schedule_housekeeping(
+        after=clock.now(), now=True
+    )
     oauth = DiscordOAuth(
         api_url=settings.discord_api_url,
         client_id=settings.discord_application_id or "",
@@ -69,9 +83,10 @@ async def bootstrap(
             public_url=settings.public_url,
             app_key=settings.app_key,
             clock=clock,
+            settings=linker,
         ),
         bus=bus,
         database=database,
-        closers=[oauth.close],
+        closers=[oauth.close, *reversed(closers)],
         telemetry=telemetry,
     )

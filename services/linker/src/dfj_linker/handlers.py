@@ -21,6 +21,7 @@ from dfj_common.storage import (
     FeatureAccess,
     GuildConnections,
     Installations,
+    MetadataCache,
     OAuthStates,
     ProcessedIds,
     RoleRules,
@@ -33,9 +34,11 @@ from dfj_linker.oauth import DiscordOAuth
 from dfj_linker.permissions import Permissions
 from dfj_linker.privacy import Privacy
 from dfj_linker.replies import Replies
+from dfj_linker.retention import HOUSEKEEPING, PURGE_SITE, SITE_UNINSTALLED, Retention
 from dfj_linker.servers import Servers
+from dfj_linker.settings import LinkerSettings
 
-__all__ = ["LINK_OAUTH_CALLBACK", "Commands", "build_tables"]
+__all__ = ["LINK_OAUTH_CALLBACK", "Commands", "build_retention", "build_tables"]
 
 LINK_OAUTH_CALLBACK: Final = "link.oauth_callback"
 
@@ -85,6 +88,7 @@ def build_tables(
     public_url: str,
     clock: Clock,
     app_key: str = "discord-for-jira",
+    settings: LinkerSettings | None = None,
 ) -> Mapping[str, HandlerTable]:
     """The linker's tables, wired to its database, bus and Discord OAuth client."""
     replies = Replies(bus)
@@ -130,10 +134,30 @@ def build_tables(
         privacy=privacy,
         replies=replies,
     )
+    retention = build_retention(database, bus, clock=clock, settings=settings)
     return {
         LINKER: {
             LINK_OAUTH_CALLBACK: linking.oauth_callback,
             DISCORD_COMMAND: commands.handle,
             DISCORD_COMPONENT: commands.handle,
+            SITE_UNINSTALLED: retention.site_uninstalled,
+            PURGE_SITE: retention.purge_site,
+            HOUSEKEEPING: retention.housekeeping,
         }
     }
+
+
+def build_retention(
+    database: Database, bus: Bus, *, clock: Clock, settings: LinkerSettings | None = None
+) -> Retention:
+    """The uninstall purge and the housekeeping sweep over ``database``."""
+    return Retention(
+        installations=Installations(database),
+        drafts=Drafts(database),
+        states=OAuthStates(database),
+        caches=MetadataCache(database),
+        processed=ProcessedIds(database),
+        bus=bus,
+        settings=settings or LinkerSettings(),
+        clock=clock,
+    )
