@@ -15,6 +15,7 @@ from dfj_jira_worker.commands import Commands, Suggester
 from dfj_jira_worker.jira import JiraClient
 from dfj_jira_worker.lifecycle import Lifecycle
 from dfj_jira_worker.notify import Notifier
+from dfj_jira_worker.reporting import Reporting
 
 
 def build_tables(
@@ -36,7 +37,8 @@ def build_tables(
         clock=clock,
     )
     commands = Commands.build(database, bus=bus, jira=jira, suggester=suggester)
+    reporting = Reporting(installations=installations, jira=jira, bus=bus)
     return {
         JIRA_EVENTS: {**lifecycle.table(), **notifier.table()},
-        JIRA_COMMANDS: {**commands.table()},
+        JIRA_COMMANDS: {**commands.table(), **reporting.table()},
     }

@@ -34,6 +34,7 @@ from dfj_linker.oauth import DiscordOAuth
 from dfj_linker.permissions import Permissions
 from dfj_linker.privacy import Privacy
 from dfj_linker.replies import Replies
+from dfj_linker.reporting import ACCOUNTS_REPORTED, Reporter
 from dfj_linker.retention import HOUSEKEEPING, PURGE_SITE, SITE_UNINSTALLED, Retention
 from dfj_linker.servers import Servers
 from dfj_linker.settings import LinkerSettings
@@ -135,6 +136,7 @@ def build_tables(
         replies=replies,
     )
     retention = build_retention(database, bus, clock=clock, settings=settings)
+    assert retention.reporter is not None
     return {
         LINKER: {
             LINK_OAUTH_CALLBACK: linking.oauth_callback,
@@ -143,6 +145,7 @@ def build_tables(
             SITE_UNINSTALLED: retention.site_uninstalled,
             PURGE_SITE: retention.purge_site,
             HOUSEKEEPING: retention.housekeeping,
+            ACCOUNTS_REPORTED: retention.reporter.accounts_reported,
         }
     }
 
@@ -151,6 +154,13 @@ def build_retention(
     database: Database, bus: Bus, *, clock: Clock, settings: LinkerSettings | None = None
 ) -> Retention:
     """The uninstall purge and the housekeeping sweep over ``database``."""
+    reporter = Reporter(
+        installations=Installations(database),
+        links=UserLinks(database),
+        caches=MetadataCache(database),
+        bus=bus,
+        clock=clock,
+    )
     return Retention(
         installations=Installations(database),
         drafts=Drafts(database),
@@ -160,4 +170,5 @@ def build_retention(
         bus=bus,
         settings=settings or LinkerSettings(),
         clock=clock,
+        reporter=reporter,
     )

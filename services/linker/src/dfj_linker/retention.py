@@ -12,7 +12,8 @@ rules and access modes), links, drafts, caches, threads.
 **Housekeeping.** ``linker.job.housekeeping`` runs every ``DFJ_HOUSEKEEPING_INTERVAL_SECONDS``:
 expired drafts, OAuth states and one-time codes, metadata caches, idempotency records older
 than ``DFJ_PROCESSED_IDS_RETENTION_DAYS``, and — as a backstop for a purge job that was lost —
-sites uninstalled longer ago than the retention period. Each run schedules the next at the next
+sites uninstalled longer ago than the retention period; then the personal-data reports that
+are due (``reporting``). Each run schedules the next at the next
 slot boundary with an id derived from the slot, so however many linker replicas kick it at
 start, the bus's duplicate detection keeps one chain.
 
@@ -42,6 +43,7 @@ from dfj_common.storage import (
     ProcessedIds,
 )
 from dfj_linker.replies import SOURCE
+from dfj_linker.reporting import Reporter
 from dfj_linker.settings import LinkerSettings
 
 __all__ = ["HOUSEKEEPING", "PURGE_SITE", "SITE_UNINSTALLED", "Retention"]
@@ -66,6 +68,7 @@ class Retention:
     bus: Bus
     settings: LinkerSettings
     clock: Clock
+    reporter: Reporter | None = None
 
     @property
     def _retention(self) -> float:
@@ -121,8 +124,10 @@ class Retention:
                 if site is not None and site.updated_at.timestamp() <= cutoff:
                     await self._erase(client_key, uninstalled_at=site.updated_at.timestamp())
                     sites += 1
+        reports = await self.reporter.report_due_sites() if self.reporter is not None else 0
         _log.info(
             "housekeeping",
+            reports=reports,
             drafts=drafts,
             states=states,
             caches=caches,

@@ -62,7 +62,8 @@ TOPOLOGY: Final[Topology] = MappingProxyType(
         JIRA_COMMANDS: QueueSpec(
             name=JIRA_COMMANDS,
             sessions=False,
-            description="gateway → jira-worker: Discord commands, clicks and modal submits",
+            description="gateway → jira-worker: Discord commands, clicks and modal submits; "
+            "linker → jira-worker: personal-data reports",
         ),
         DISCORD_OUTBOX: QueueSpec(
             name=DISCORD_OUTBOX,

@@ -46,6 +46,7 @@ from dfj_sandbox.jira_sim.openapi import (
     SpecViolation,
     locate_spec,
 )
+from dfj_sandbox.jira_sim.privacy import REPORT_ACCOUNTS_PATH, report_accounts
 from dfj_sandbox.jira_sim.routes import ROUTES, Limits, Refusal, Reply, RestRequest
 from dfj_sandbox.jira_sim.site import DEFAULT_SCOPES, Site
 from dfj_sandbox.jira_sim.tokens import exchange
@@ -352,6 +353,8 @@ class JiraSimulator:
     def _serve(
         self, site: Site, pending: _Pending, request: web.Request, raw_path: str, body: bytes
     ) -> Reply:
+        if pending.path == REPORT_ACCOUNTS_PATH:
+            return self._report_accounts(site, pending, request, raw_path, body)
         spec = self.spec
         operation: Operation | None = None
         path_params: Mapping[str, str] = {}
@@ -393,6 +396,32 @@ class JiraSimulator:
             content_type=request.headers.get("Content-Type", ""),
             caller=caller,
         )
+
+    def _report_accounts(
+        self, site: Site, pending: _Pending, request: web.Request, raw_path: str, body: bytes
+    ) -> Reply:
+        """The Personal Data Reporting API (not in the REST spec; see ``privacy``)."""
+        pending.template = REPORT_ACCOUNTS_PATH
+        if request.method != "POST":
+            return _jira_error(405, "Use POST.")
+        rejection = site.limiter.check()
+        if rejection is not None:
+            return _jira_error(
+                rejection.status, "Rate limit exceeded.", headers=rejection.headers()
+            )
+        try:
+            caller = authenticate(
+                site,
+                header=request.headers.get("Authorization"),
+                method=request.method,
+                raw_path=raw_path,
+                query=pending.query,
+                now=self.clock.now(),
+                grants=self._grants,
+            )
+        except AuthFailure as failure:
+            return _jira_error(401, failure.message)
+        return report_accounts(site.reporting, kind=caller.kind, body=body)
 
     def _operate(
         self,

@@ -48,6 +48,7 @@ from dfj_sandbox.jira_sim.model import (
     Workflow,
 )
 from dfj_sandbox.jira_sim.ratelimit import SiteLimiter
+from dfj_sandbox.jira_sim.reporting import Reporting
 
 __all__ = ["DEFAULT_PROJECT_KEY", "DEFAULT_SCOPES", "UNSET", "Site", "Unset", "default_workflow"]
 
@@ -119,6 +120,7 @@ class Site:
         self._issue_type_ids: dict[str, str] = {}
         self._issue_numbers: dict[str, int] = {}
         self.users: dict[str, User] = {}
+        self.reporting = Reporting()
         self.projects: dict[str, Project] = {}
         self.priorities: tuple[Priority, ...] = _PRIORITIES
         self.issues: dict[str, Issue] = {}

@@ -43,7 +43,7 @@ from dfj_jira_worker.jira.errors import (
     JiraUnavailable,
     error_for_status,
 )
-from dfj_jira_worker.jira.http import Transport
+from dfj_jira_worker.jira.http import Answer, Transport
 from dfj_jira_worker.jira.site import SharedSecrets, Site, site_of
 from dfj_jira_worker.jira.user_tokens import (
     DEFAULT_SCOPES,
@@ -54,7 +54,7 @@ from dfj_jira_worker.jira.user_tokens import (
     request_token,
 )
 
-__all__ = ["JiraApi", "JiraClient", "ParamValue", "Params"]
+__all__ = ["AccountReport", "JiraApi", "JiraClient", "ParamValue", "Params"]
 
 ParamValue = str | int | bool | Sequence[str]
 Params = Mapping[str, ParamValue]
@@ -63,6 +63,7 @@ _PATH_SAFE: Final = "/%:@!$&'()*+,;=-._~"  # pchar, "/" and "%" (octets already 
 _METHODS_WITHOUT_BODY: Final = frozenset({"GET", "HEAD", "DELETE"})
 _JSON: Final = "application/json"
 MAX_PROJECTS_PAGE: Final = 100
+MAX_REPORTED_ACCOUNTS: Final = 90
 
 
 def _segment(value: str | int) -> str:
@@ -426,6 +427,42 @@ class JiraApi:
             result[name] = isinstance(entry, dict) and entry.get("havePermission") is True
         return result
 
+    # --- personal data reporting -----------------------------------------------------------
+
+    async def report_accounts(self, accounts: Sequence[Mapping[str, str]]) -> AccountReport:
+        """Report up to 90 ``{"accountId", "updatedAt"}`` to the Personal Data Reporting API.
+
+        As the app (a user view refuses). ``204`` means nothing changed; ``200`` lists the
+        accounts that were ``closed`` (erase them) or ``updated``. ``Cycle-Period`` (days, or
+        ISO 8601 ``P<n>D``) says how often an account may be reported again.
+        """
+        if self._auth.actor != "app":
+            raise ValueError("only the app reports accounts")
+        if not 1 <= len(accounts) <= MAX_REPORTED_ACCOUNTS:
+            raise ValueError(f"report 1 to {MAX_REPORTED_ACCOUNTS} accounts at a time")
+        route = "/app/report-accounts/"
+        answer = await self._exchange(
+            "POST", route, route=route, json={"accounts": [dict(a) for a in accounts]}
+        )
+        closed: list[str] = []
+        updated: list[str] = []
+        if answer.status != 204 and answer.body.strip():
+            try:
+                decoded = jsonlib.loads(answer.body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise JiraUnavailable(f"Jira's answer to POST {route} is not JSON") from exc
+            for item in _items(decoded, "accounts", f"POST {route}"):
+                account_id, status = item.get("accountId"), item.get("status")
+                if isinstance(account_id, str) and status == "closed":
+                    closed.append(account_id)
+                elif isinstance(account_id, str) and status == "updated":
+                    updated.append(account_id)
+        return AccountReport(
+            closed=tuple(closed),
+            updated=tuple(updated),
+            cycle_period_seconds=_cycle_period(answer.cycle_period),
+        )
+
     # --- the request itself ---------------------------------------------------------------
 
     async def _call(
@@ -439,6 +476,30 @@ class JiraApi:
         action: str = "do that",
         subject: str = "That",
     ) -> Any:
+        answer = await self._exchange(
+            method, path, route=route, params=params, json=json, action=action, subject=subject
+        )
+        if answer.status == 204 or not answer.body.strip():
+            return None
+        try:
+            return jsonlib.loads(answer.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise JiraUnavailable(
+                f"Jira's answer to {method.upper()} {route} is not JSON", status=answer.status
+            ) from exc
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        route: str,
+        params: Params | None = None,
+        json: Any = None,
+        action: str = "do that",
+        subject: str = "That",
+    ) -> Answer:
+        """The successful (2xx) answer to one request; the error classes otherwise."""
         site = self._site
         if site is None:
             assert self._unusable is not None
@@ -473,14 +534,7 @@ class JiraApi:
             )
             status = answer.status
             if 200 <= status < 300:
-                if status == 204 or not answer.body.strip():
-                    return None
-                try:
-                    return jsonlib.loads(answer.body)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    raise JiraUnavailable(
-                        f"Jira's answer to {method} {route} is not JSON", status=status
-                    ) from exc
+                return answer
             if status == 401 and attempt == 1 and auth.refused(credential):
                 continue
             raise error_for_status(
@@ -495,6 +549,31 @@ class JiraApi:
                 subject=subject,
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class AccountReport:
+    """What the Personal Data Reporting API said about a batch of accounts."""
+
+    closed: tuple[str, ...]
+    updated: tuple[str, ...]
+    cycle_period_seconds: float
+
+
+_DAY: Final = 86_400.0
+DEFAULT_CYCLE_PERIOD: Final = 7 * _DAY
+
+
+def _cycle_period(header: str | None) -> float:
+    """``Cycle-Period`` in seconds: plain days (``7``) or ISO 8601 days (``P7D``)."""
+    text = (header or "").strip().upper()
+    if text.startswith("P") and text.endswith("D"):
+        text = text[1:-1]
+    try:
+        days = float(text)
+    except ValueError:
+        return DEFAULT_CYCLE_PERIOD
+    return days * _DAY if days > 0 else DEFAULT_CYCLE_PERIOD
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class Answer:
     status: int
     body: bytes = field(repr=False)
     retry_after: str | None = None
+    cycle_period: str | None = None  # the Personal Data Reporting API's Cycle-Period
 
 
 class Transport:
@@ -107,6 +108,7 @@ class Transport:
                 ok = 200 <= status < 300
                 payload, complete = await read_capped(response, MAX_BODY if ok else MAX_ERROR_BODY)
                 retry_after = response.headers.get("Retry-After")
+                cycle_period = response.headers.get("Cycle-Period")
         except TimeoutError as exc:
             self._trace(
                 method=method,
@@ -146,7 +148,7 @@ class Transport:
                 status=status,
                 reason="JiraResponseTooLarge",
             )
-        return Answer(status, payload, retry_after)
+        return Answer(status, payload, retry_after, cycle_period)
 
     def _trace(
         self,
