@@ -222,6 +222,9 @@ async def test_someone_else_finishing_alices_link_links_nobody(world: World) -> 
         authorize_url = await open_in_jira(browser, world, await link_button(world, world.alice))
         async with await authorize_as(browser, authorize_url, world.mallory) as landed:
             assert landed.status == 200
+            page = await landed.text()
+        status = await poll_status(browser, world, page)
+        assert status["status"] == "refused" and "another account" in status["message"]
         dm = await next_outbox(world)
     assert dm.data["dm_user_id"] == world.alice
     links = UserLinks(world.database)

@@ -143,6 +143,10 @@ class Rig:
             },
         )
 
+    def context(self, delivery_count: int = 1) -> HandlerContext:
+        """What the runtime tells a handler about the delivery."""
+        return context(delivery_count)
+
     async def send(
         self, envelope: Envelope, *, delivery_count: int = 1, oauth: DiscordOAuth | None = None
     ) -> None:

@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from services.linker.tests.conftest import Rig
 
 
+async def refusals(rig: Rig) -> list[dict[str, str]]:
+    from sqlalchemy import select
+
+    from dfj_common.storage.schema import metadata_cache
+
+    rows = await rig.db.run(
+        lambda conn: conn.execute(
+            select(metadata_cache.c.value).where(metadata_cache.c.kind == "link-outcome")
+        ).all(),
+        write=False,
+    )
+    return [dict(r.value) for r in rows]
+
+
 async def link_of(rig: Rig, user_id: str) -> str | None:
     link = await UserLinks(rig.db).get_by_discord_user(rig.site, user_id)
     return link.account_id if link is not None else None
@@ -48,6 +62,9 @@ async def test_another_discord_user_completing_the_flow_is_refused(rig: Rig) -> 
     [dm] = await rig.outbox()
     assert dm.data["dm_user_id"] == rig.alice
     assert "another account" in rig.message_text(dm)
+    # The page that polls learns it too (the gateway reads this entry).
+    [outcome] = await refusals(rig)
+    assert outcome["status"] == "refused" and "another account" in outcome["message"]
 
 
 async def test_a_replayed_state_is_refused(rig: Rig) -> None:

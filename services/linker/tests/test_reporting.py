@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from services.linker.tests.conftest import context
 
 from dfj_common.bus import JIRA_COMMANDS
 from dfj_common.envelope import Envelope
@@ -75,19 +74,19 @@ async def test_closed_accounts_are_erased_and_the_next_cycle_follows_jira(rig: R
     await links.link(rig.site, account_id="active-1", discord_user_id=rig.mallory)
     await reporter(rig).report_due_sites()
     await requests(rig)
-    await reporter(rig).accounts_reported(answer(rig, ["closed-1"], period=3600.0), context())
+    await reporter(rig).accounts_reported(answer(rig, ["closed-1"], period=3600.0), rig.context())
     assert [link.account_id for link in await links.list_for_site(rig.site)] == ["active-1"]
     rig.clock.advance(3601)  # Jira's cycle of one hour is over
     await MetadataCache(rig.db).purge_expired()
     assert await reporter(rig).report_due_sites() == 1
     # Erasing is idempotent: the same answer again erases nothing more.
-    await reporter(rig).accounts_reported(answer(rig, ["closed-1"]), context())
+    await reporter(rig).accounts_reported(answer(rig, ["closed-1"]), rig.context())
     assert len(await links.list_for_site(rig.site)) == 1
 
 
 async def test_a_malformed_answer_is_dead_lettered(rig: Rig) -> None:
     with pytest.raises(MalformedMessage):
-        await reporter(rig).accounts_reported(answer(rig, ["has spaces"]), context())
+        await reporter(rig).accounts_reported(answer(rig, ["has spaces"]), rig.context())
     broken = Envelope(id="x", source="t", type="privacy.accounts_reported", data={})
     with pytest.raises(MalformedMessage):
-        await reporter(rig).accounts_reported(broken, context())
+        await reporter(rig).accounts_reported(broken, rig.context())

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from services.linker.tests.conftest import context
-
 from dfj_common.bus import LINKER
 from dfj_common.envelope import Envelope
 from dfj_common.storage import (
@@ -70,20 +68,20 @@ async def scheduled(rig: Rig) -> int:
 async def test_with_no_retention_an_uninstall_erases_the_site_at_once(rig: Rig) -> None:
     await UserLinks(rig.db).link(rig.site, account_id=rig.account, discord_user_id=rig.alice)
     event = await uninstall(rig)
-    await retention(rig, days=0).site_uninstalled(event, context())
+    await retention(rig, days=0).site_uninstalled(event, rig.context())
     assert await site_data(rig) == (False, False, False)
-    await retention(rig, days=0).site_uninstalled(event, context())  # idempotent
+    await retention(rig, days=0).site_uninstalled(event, rig.context())  # idempotent
 
 
 async def test_an_uninstall_schedules_the_purge_for_the_end_of_retention(rig: Rig) -> None:
     await UserLinks(rig.db).link(rig.site, account_id=rig.account, discord_user_id=rig.alice)
     event = await uninstall(rig)
     keeper = retention(rig)
-    await keeper.site_uninstalled(event, context())
+    await keeper.site_uninstalled(event, rig.context())
     assert await site_data(rig) == (True, True, True)  # kept meanwhile
     assert await scheduled(rig) == 1
     rig.clock.advance(30 * DAY)
-    await keeper.purge_site(purge_job(rig, event), context())
+    await keeper.purge_site(purge_job(rig, event), rig.context())
     assert await site_data(rig) == (False, False, False)
 
 
@@ -91,13 +89,13 @@ async def test_a_reinstall_within_retention_restores_everything(rig: Rig) -> Non
     await UserLinks(rig.db).link(rig.site, account_id=rig.account, discord_user_id=rig.alice)
     event = await uninstall(rig)
     keeper = retention(rig)
-    await keeper.site_uninstalled(event, context())
+    await keeper.site_uninstalled(event, rig.context())
     rig.clock.advance(3 * DAY)
     await Installations(rig.db).save_connect(
         rig.site, base_url=rig.site_url, shared_secret_ciphertext=b"new"
     )  # the installed callback of a re-install
     rig.clock.advance(27 * DAY)
-    await keeper.purge_site(purge_job(rig, event), context())
+    await keeper.purge_site(purge_job(rig, event), rig.context())
     assert await site_data(rig) == (True, True, True)
 
 
@@ -111,7 +109,7 @@ async def test_the_purge_of_an_earlier_uninstall_spares_a_later_one(rig: Rig) ->
     rig.clock.advance(DAY)
     await uninstall(rig)  # uninstalled again: its own 30 days start now
     rig.clock.advance(28 * DAY)
-    await keeper.purge_site(purge_job(rig, first), context())
+    await keeper.purge_site(purge_job(rig, first), rig.context())
     assert (await site_data(rig))[0]
 
 
@@ -132,7 +130,7 @@ async def test_housekeeping_purges_what_expired_and_schedules_the_next_run(rig: 
     )
     keeper = retention(rig)
     await keeper.housekeeping(
-        Envelope(id="h", source="t", type="linker.job.housekeeping"), context()
+        Envelope(id="h", source="t", type="linker.job.housekeeping"), rig.context()
     )
     assert [d.id for d in await drafts.list_for_discord_user(rig.alice)] == [live.id]
     assert await states.consume("old", expires_at=now + timedelta(days=40))  # purged: new again

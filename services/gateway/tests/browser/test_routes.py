@@ -181,6 +181,28 @@ async def test_status_pending_then_linked(browser: Browser) -> None:
     assert "Retry-After" not in linked.headers
 
 
+async def test_status_says_why_the_linker_refused(browser: Browser) -> None:
+    """The linker leaves its reason for the page; the poll stops with it (text, capped)."""
+    from datetime import timedelta
+
+    await browser.install()
+    token, state = _state(browser)
+    page = await (await browser.client.get(CALLBACK, params={"code": CODE, "state": token})).text()
+    await browser.repos.metadata_cache.put(
+        SITE,
+        "link-outcome",
+        state.state_id,
+        {"status": "refused", "message": "<b>Nope</b> " + "x" * 400},
+        ttl=timedelta(minutes=30),
+    )
+    response = await browser.client.get(_status_url(page))
+    body = await response.json()
+    assert body["status"] == "refused"
+    assert body["message"].startswith("<b>Nope</b>") and len(body["message"]) == 300
+    assert "Retry-After" not in response.headers
+    assert 'body.status === "refused"' in page  # the page shows it, as text
+
+
 async def test_status_ignores_a_link_older_than_the_request(browser: Browser) -> None:
     """A link stored before the state was issued (to someone else) is not this request's."""
     await browser.install()

@@ -102,6 +102,7 @@ def build_tables(
         oauth=oauth,
         master_key=master_key,
         replies=replies,
+        outcomes=MetadataCache(database),
         public_url=public_url,
         app_key=app_key,
         clock=clock,

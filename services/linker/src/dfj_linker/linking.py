@@ -29,10 +29,11 @@ Transient errors (Discord 5xx, timeouts, 429) propagate, so the runtime retries 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -47,6 +48,7 @@ from dfj_common.storage import (
     GuildConnections,
     Installations,
     InstallationState,
+    MetadataCache,
     OAuthStates,
     ProcessedIds,
     UserLink,
@@ -83,6 +85,9 @@ _AGAIN: Final = "Run `/jira link` in Discord to try again."
 LINK_REQUEST: Final = "link-request"
 LINK_REQUEST_TTL: Final = 600
 LINK_PAGE_KEY: Final = "dfj-link"
+#: Read by the gateway's link-status endpoint (``dfj_gateway.browser.routes``).
+LINK_OUTCOME_KIND: Final = "link-outcome"
+LINK_OUTCOME_TTL: Final = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -153,6 +158,7 @@ class Linking:
     oauth: DiscordOAuth
     master_key: Callable[[], Awaitable[bytes]]
     replies: Replies
+    outcomes: MetadataCache
     public_url: str
     app_key: str
     clock: Clock
@@ -231,6 +237,15 @@ class Linking:
             log.warning("token revocation failed", error=type(exc).__name__)
 
     async def _tell(self, envelope: Envelope, callback: LinkCallback, text: str) -> None:
+        """Say why the link was refused: on the page that polls, and by DM to who asked."""
+        with contextlib.suppress(DfjError):  # the site may be gone; the DM still goes
+            await self.outcomes.put(
+                callback.client_key,
+                LINK_OUTCOME_KIND,
+                callback.state_id,
+                {"status": "refused", "message": f"The link was not completed. {text}"},
+                ttl=LINK_OUTCOME_TTL,
+            )
         if callback.discord_user_id is None:
             return  # nobody to write to: the flow began in Jira, and the page says it failed
         await self.replies.direct(

@@ -40,6 +40,10 @@ _SCRIPT: Final = """
         say(%(linked)s);
         return;
       }
+      if (body.status === "refused") {
+        say(typeof body.message === "string" ? body.message : %(expired)s);
+        return;
+      }
       if (body.status !== "pending") {
         say(%(expired)s);
         return;

@@ -35,7 +35,7 @@ from aiohttp import web
 from dfj_common.bus.topology import LINKER
 from dfj_common.envelope import Envelope, deterministic_id
 from dfj_common.errors import DfjError
-from dfj_common.storage.repositories import UserLink, UserLinks
+from dfj_common.storage.repositories import MetadataCache, UserLink, UserLinks
 from dfj_gateway.app import BUS, CLOCK, DATABASE, SECRETS, SETTINGS
 from dfj_gateway.browser import pages
 from dfj_gateway.browser.state import (
@@ -252,8 +252,28 @@ def _ticket(request: web.Request, key: bytes) -> StatusTicket:
     return ticket
 
 
+#: Where the linker leaves why a link was refused (``dfj_linker.linking``), for this page.
+LINK_OUTCOME_KIND: Final = "link-outcome"
+_MAX_MESSAGE: Final = 300
+
+
+async def _refusal(request: web.Request, ticket: StatusTicket) -> str | None:
+    """The linker's reason this link request was refused, if it left one."""
+    cache = MetadataCache(request.app[DATABASE])
+    ok, entry = await bounded(
+        request,
+        "link outcome",
+        cache.get(ticket.client_key, LINK_OUTCOME_KIND, ticket.state_id),
+        timeout=request.app[BROWSER].settings.gateway_lookup_timeout_seconds,
+    )
+    value = entry.value if ok and entry is not None else None
+    message = value.get("message") if isinstance(value, dict) else None
+    return message[:_MAX_MESSAGE] if isinstance(message, str) and message else None
+
+
 async def link_status(request: web.Request) -> web.Response:
-    """``pending`` until the linker stored the link, then ``linked``; ``expired`` after."""
+    """``pending`` until the linker stored the link, then ``linked`` — or ``refused`` with the
+    linker's reason; ``expired`` after the ticket's life."""
     browser = request.app[BROWSER]
     poll = browser.settings.link_status_poll_seconds
     try:
@@ -280,5 +300,9 @@ async def link_status(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"status": "pending", "retry_after": poll}
     if ok and _is_linked(link, ticket):
         body = {"status": "linked"}
+    else:
+        reason = await _refusal(request, ticket)
+        if reason is not None:
+            body = {"status": "refused", "message": reason}
     browser.status_cache.put(ticket.state_id, body)
     return _status(body, retry_after=poll if body["status"] == "pending" else None)
