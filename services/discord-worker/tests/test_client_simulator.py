@@ -22,6 +22,7 @@ from dfj_discord_worker.discord import (
     DiscordNotFound,
     DiscordUnavailable,
     LimiterPolicy,
+    Upload,
 )
 from dfj_discord_worker.discord.routes import (
     CREATE_MESSAGE,
@@ -348,3 +349,48 @@ async def test_without_a_bot_token_nothing_is_sent(
 
     assert caught.value.reason == "DiscordBotTokenMissing"
     assert discord_sim.calls == [], "no request reached Discord"
+
+
+async def test_files_go_up_as_multipart_with_the_message(
+    discord_sim: SimDiscord,
+    make_discord_client: MakeDiscordClient,
+    interaction_endpoint: DeferringEndpoint,
+) -> None:
+    """A file goes with the answer: named in ``payload_json``'s attachments, sent as files[0]."""
+    interaction = await discord_sim.open_interaction(interaction_endpoint.url)
+    client = make_discord_client()
+    export = Upload(filename="export.json", content_type="application/json", data=b'{"a": 1}')
+    await client.edit_original_response(
+        discord_sim.application_id, interaction.token, {"content": "here"}, files=[export]
+    )
+    await client.create_followup(
+        discord_sim.application_id, interaction.token, {"content": "again"}, files=[export]
+    )
+    uploads = discord_sim.sim.uploads
+    assert [(u.filename, u.content_type, u.data) for u in uploads] == [
+        ("export.json", "application/json", b'{"a": 1}')
+    ] * 2
+    assert discord_sim.contents(discord_sim.channel_id) == ["here", "again"]
+
+
+async def test_a_malformed_upload_is_refused_by_discord(
+    discord_sim: SimDiscord, interaction_endpoint: DeferringEndpoint
+) -> None:
+    """A file part no attachment names is a 400, and nothing is kept."""
+    import aiohttp
+
+    from dfj_discord_worker.discord.client import multipart_body
+
+    interaction = await discord_sim.open_interaction(interaction_endpoint.url)
+    export = Upload(filename="export.json", content_type="application/json", data=b"{}")
+    content_type, body = multipart_body({"content": "x"}, [export])
+    body = body.replace(b'"attachments":[{"id":"0","filename":"export.json"}]', b'"attachments":[]')
+    url = f"{discord_sim.api_url}/webhooks/{discord_sim.application_id}/{interaction.token}"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=body, headers={"Content-Type": content_type}) as answer,
+    ):
+        assert answer.status == 400
+    assert discord_sim.sim.uploads == []
+    with pytest.raises(ValueError, match="cannot upload"):
+        multipart_body({}, [Upload(filename='a"b', content_type="text/plain", data=b"")])

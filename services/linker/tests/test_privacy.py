@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dfj_common.storage import Drafts, Subscriptions, UserLinks
 
@@ -45,26 +45,36 @@ async def test_show_says_what_is_kept(rig: Rig) -> None:
     assert "1 server connection(s)" in text  # Alice connected the rig's server
 
 
-async def test_export_is_everything_as_json(rig: Rig) -> None:
+async def exported(rig: Rig, user: str | None = None) -> dict[str, Any]:
+    await rig.send(rig.command("privacy", user_id=user or rig.alice, options={"action": "export"}))
+    [reply] = await rig.outbox()
+    [file] = reply.data["files"]
+    assert (file["name"], file["content_type"]) == (
+        "discord-for-jira-privacy-export.json",
+        "application/json",
+    )
+    assert "attached" in rig.message_text(reply)
+    data: dict[str, Any] = json.loads(file["text"])
+    return data
+
+
+async def test_export_is_everything_as_a_json_file(rig: Rig) -> None:
     await seed(rig)
-    text = await privacy(rig, "export")
-    assert text.startswith("```json\n") and text.endswith("\n```")
-    data = json.loads(text[len("```json\n") : -len("\n```")])
+    data = await exported(rig)
     assert data["discord_user_id"] == rig.alice
     assert [link["jira_account_id"] for link in data["links"]] == [rig.account]
     assert data["drafts"][0]["content"] == {"summary": "The login page is slow"}
     assert data["server_settings_by_you"]["subscriptions"][0]["project"] == "ABC"
     # Someone else's export holds none of it.
-    other = json.loads((await privacy(rig, "export", user=rig.mallory))[8:-4])
+    other = await exported(rig, rig.mallory)
     assert other["links"] == [] and other["drafts"] == []
 
 
-async def test_a_long_export_still_fits_one_message(rig: Rig) -> None:
+async def test_a_long_export_is_whole(rig: Rig) -> None:
     for _ in range(5):
         await seed(rig, text="x" * 1500)
-    text = await privacy(rig, "export")
-    assert len(text) <= 2000
-    assert "left out" in text
+    data = await exported(rig)
+    assert [d["content"]["summary"] for d in data["drafts"]] == ["x" * 1500] * 5
 
 
 async def test_delete_erases_links_and_drafts_once_and_keeps_server_settings(rig: Rig) -> None:

@@ -249,6 +249,27 @@ async def test_the_deferred_response_is_edited_and_a_followup_is_ephemeral(
     assert webhook_calls and all(c.auth == "none" for c in webhook_calls)
 
 
+async def test_an_answer_with_a_file_uploads_it(
+    rig: Rig, interaction_endpoint: DeferringEndpoint
+) -> None:
+    interaction_id, token = await _interaction(rig, interaction_endpoint, ephemeral=True)
+    file = {"name": "export.json", "content_type": "application/json", "text": '{"links": []}'}
+    await rig.publish(
+        INTERACTION_REPLY,
+        reply(rig, interaction_id, token, {"content": "attached"}, ephemeral=True, files=[file]),
+        session=rig.channel,
+        message_id="reply-file",
+    )
+    await rig.start()
+    await rig.wait_for(lambda: bool(rig.sim.uploads))
+    [upload] = rig.sim.uploads
+    assert (upload.filename, upload.data) == ("export.json", b'{"links": []}')
+    record = _record(rig, interaction_id)
+    assert record.original_message_id is not None
+    original = rig.sim.message(record.original_message_id)
+    assert original is not None and original.content == "attached"
+
+
 async def test_a_late_public_answer_falls_back_to_the_channel(
     rig: Rig, interaction_endpoint: DeferringEndpoint
 ) -> None:

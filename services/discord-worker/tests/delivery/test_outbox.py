@@ -78,6 +78,18 @@ REPLY = {
 }
 
 
+def test_a_reply_may_carry_files() -> None:
+    file = {"name": "export.json", "content_type": "application/json", "text": '{"é": 1}'}
+    reply = read_reply(envelope(INTERACTION_REPLY, {**REPLY, "files": [file]}))
+    [upload] = reply.files
+    assert (upload.filename, upload.content_type, upload.data) == (
+        "export.json",
+        "application/json",
+        '{"é": 1}'.encode(),
+    )
+    assert read_reply(envelope(INTERACTION_REPLY, REPLY)).files == ()
+
+
 def test_a_reply_keeps_its_token_out_of_repr() -> None:
     reply = read_reply(envelope(INTERACTION_REPLY, REPLY))
     assert (reply.application_id, reply.ephemeral, reply.followup) == ("1400", True, False)
@@ -93,6 +105,15 @@ def test_a_reply_keeps_its_token_out_of_repr() -> None:
         ({"created_at": "yesterday"}, "created_at"),
         ({"ephemeral": "yes"}, "ephemeral must be true or false"),
         ({"application_id": None}, "application_id"),
+        ({"files": {"name": "a"}}, "files must be a list"),
+        ({"files": [{"name": "../a", "content_type": "text/plain", "text": ""}]}, "plain name"),
+        ({"files": [{"name": "a.txt", "content_type": "text", "text": ""}]}, "media type"),
+        ({"files": [{"name": "a.txt", "content_type": "text/plain"}]}, "needs its text"),
+        ({"files": [{"name": "a", "content_type": "text/plain", "text": ""}] * 11}, "at most 10"),
+        (
+            {"files": [{"name": "a", "content_type": "text/plain", "text": "x" * (9 << 20)}]},
+            "8 MiB",
+        ),
     ],
 )
 def test_bad_replies_are_refused_with_a_reason(change: dict[str, Any], reason: str) -> None:

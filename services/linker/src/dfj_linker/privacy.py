@@ -8,8 +8,8 @@ server admin removes them with ``/jira unsubscribe`` / ``/jira disconnect``). Th
 personal notification settings yet; when there are, they join this list.
 
 Delete erases links and drafts at once, is idempotent (a second delete finds nothing), and is
-logged by ids only. The export is ephemeral JSON in the answer itself (a Discord message holds
-2,000 characters; past that, draft texts are left out of it and the answer says so).
+logged by ids only. The export is a JSON file attached to the ephemeral answer (only the
+caller sees it).
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ __all__ = ["Privacy"]
 
 _log: Final = structlog.get_logger("dfj.linker.privacy")
 
-_CONTENT_LIMIT: Final = 2000
-_FENCE: Final = "```"
+EXPORT_NAME: Final = "discord-for-jira-privacy-export.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,13 +43,20 @@ class Privacy:
 
     async def handle(self, invocation: Invocation) -> None:
         action = invocation.options.get("action") or "show"
+        files: list[dict[str, str]] = []
         if action == "delete":
             text = await self._delete(invocation.user_id)
         elif action == "export":
-            text = await self._export(invocation.user_id, invocation.guild_id)
+            data = await self.collect(invocation.user_id, invocation.guild_id)
+            text = "Everything Discord for Jira keeps about you, attached as JSON."
+            files.append(
+                {"name": EXPORT_NAME, "content_type": "application/json", "text": _json(data)}
+            )
         else:
             text = await self._summary(invocation.user_id, invocation.guild_id)
-        await self.replies.answer(invocation, {"content": text, "allowed_mentions": {"parse": []}})
+        await self.replies.answer(
+            invocation, {"content": text, "allowed_mentions": {"parse": []}}, files=files
+        )
 
     async def collect(self, user_id: str, guild_id: str | None) -> dict[str, Any]:
         """Everything stored about ``user_id``, as plain JSON-able data."""
@@ -110,18 +116,6 @@ class Privacy:
         lines.append("`/jira privacy action:Export` shows it all; `action:Delete` erases it.")
         return "\n".join(lines)
 
-    async def _export(self, user_id: str, guild_id: str | None) -> str:
-        data = await self.collect(user_id, guild_id)
-        text = _block(data)
-        if len(text) > _CONTENT_LIMIT:
-            for draft in data["drafts"]:
-                draft["content"] = "(left out: too long for one message)"
-            text = _block(data)
-        if len(text) > _CONTENT_LIMIT:
-            data["drafts"] = f"{len(data['drafts'])} draft(s), left out: too long for one message"
-            text = _block(data)
-        return text[:_CONTENT_LIMIT]
-
     async def _delete(self, user_id: str) -> str:
         links = await self.links.erase_discord_user(user_id)
         drafts = await self.drafts.erase_discord_user(user_id)
@@ -132,6 +126,5 @@ class Privacy:
         )
 
 
-def _block(data: dict[str, Any]) -> str:
-    body = json.dumps(data, indent=1, default=lambda v: v.isoformat(), ensure_ascii=False)
-    return f"{_FENCE}json\n{body}\n{_FENCE}"
+def _json(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2, default=lambda v: v.isoformat(), ensure_ascii=False)

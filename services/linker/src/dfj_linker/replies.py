@@ -10,7 +10,7 @@ deterministic, so an answer repeated by a redelivery is dropped by the bus.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from dfj_common.bus import DISCORD_OUTBOX, Bus
@@ -32,9 +32,15 @@ class Replies:
         self._bus = bus
 
     async def answer(
-        self, invocation: Invocation, message: Mapping[str, Any], *, tenant: str | None = None
+        self,
+        invocation: Invocation,
+        message: Mapping[str, Any],
+        *,
+        tenant: str | None = None,
+        files: Sequence[Mapping[str, str]] = (),
     ) -> None:
-        """The (ephemeral) answer to ``invocation``."""
+        """The (ephemeral) answer to ``invocation``, with ``files`` (``name``, ``content_type``,
+        ``text``) attached."""
         body = dict(message)
         if invocation.followup:
             body["flags"] = EPHEMERAL
@@ -56,6 +62,7 @@ class Replies:
                     "ephemeral": True,
                     "followup": invocation.followup,
                     "created_at": invocation.created_at,
+                    **({"files": [dict(f) for f in files]} if files else {}),
                 },
             ),
         )

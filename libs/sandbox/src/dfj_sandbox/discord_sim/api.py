@@ -46,12 +46,14 @@ from dfj_sandbox.discord_sim.ratelimit import BucketState, RateLimiter, Rejectio
 from dfj_sandbox.discord_sim.records import AuthKind, Call, SpecViolation
 from dfj_sandbox.discord_sim.rest import Caller, Options, RestRequest
 from dfj_sandbox.discord_sim.routes import Route, Router
+from dfj_sandbox.discord_sim.uploads import _UPLOAD_ROUTES, Upload, read_multipart
 from dfj_sandbox.discord_sim.world import World
 
 __all__ = ["RestApi"]
 
 _VIA: Final = {"Via": "1.1 google"}
 _JSON: Final = "application/json"
+_MULTIPART: Final = "multipart/form-data"
 _CONTENT_TYPES: Final = (
     "Expected \"Content-Type\" header to be one of {'application/json',"
     " 'application/x-www-form-urlencoded', 'multipart/form-data'}."
@@ -107,6 +109,7 @@ class RestApi:
         self._router = Router()
         self._faults: list[_Fault] = []
         self.calls: list[Call] = []
+        self.uploads: list[Upload] = []
         self.spec_violations: list[SpecViolation] = []
         self.response_violations: list[str] = []
 
@@ -327,18 +330,42 @@ class RestApi:
     ) -> Reply:
         interaction = self._webhook(params) if route.auth == "webhook" else None
         body: Any = None
+        uploads: list[Upload] = []
         if raw and route.method in ("POST", "PUT", "PATCH"):
-            if request.content_type != _JSON:
+            if request.content_type == _MULTIPART and route.template in _UPLOAD_ROUTES:
+                parsed = read_multipart(raw, request.headers.get("Content-Type", ""), route)
+                if isinstance(parsed, Reply):
+                    return parsed
+                body, uploads = parsed
+            elif request.content_type != _JSON:
                 errors = [FieldError(path=(), code="CONTENT_TYPE_INVALID", message=_CONTENT_TYPES)]
                 return form_error(errors)
-            try:
-                body = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                return error_reply(400, INVALID_JSON)
+            else:
+                try:
+                    body = json.loads(raw)
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    return error_reply(400, INVALID_JSON)
         if route.method in ("POST", "PUT", "PATCH"):
             problems = self._check(route.method, route.template, body, route)
             if problems:
                 return form_error(problems)
+        reply = self._dispatch(
+            route, params, request, body=body, caller=caller, interaction=interaction
+        )
+        if uploads and 200 <= reply.status < 300:
+            self.uploads.extend(uploads)
+        return reply
+
+    def _dispatch(
+        self,
+        route: Route,
+        params: Mapping[str, str],
+        request: web.Request,
+        *,
+        body: Any,
+        caller: Caller,
+        interaction: InteractionRecord | None,
+    ) -> Reply:
         req = RestRequest(
             world=self.world,
             ledger=self.ledger,

@@ -57,6 +57,7 @@ from dfj_sandbox.discord_sim.records import (
 from dfj_sandbox.discord_sim.render import message_json
 from dfj_sandbox.discord_sim.rest import Options
 from dfj_sandbox.discord_sim.sender import InteractionSender
+from dfj_sandbox.discord_sim.uploads import Upload
 from dfj_sandbox.discord_sim.world import World
 
 __all__ = ["API_PREFIX", "DiscordSimulator"]
@@ -128,6 +129,8 @@ class DiscordSimulator:
         self._runner: web.AppRunner | None = None
         self._url = ""
         self.calls: list[Call] = self._rest.calls
+        #: Every file attached to an accepted webhook message (see ``uploads``).
+        self.uploads: list[Upload] = self._rest.uploads
         """Every request answered, in order."""
         self.spec_violations: list[SpecViolation] = self._rest.spec_violations
         """Every body refused by the spec or a documented rule (interaction answers too)."""

@@ -8,8 +8,10 @@ channel's messages go out in the order they were published:
   message body) and optionally ``thread`` {``key``, ``name``}: post into the issue's thread.
 - ``discord.interaction.reply`` (answers to commands and clicks): ``application_id``,
   ``token``, ``interaction_id``, ``channel_id``, ``guild_id``, ``message``, ``ephemeral``,
-  ``followup`` (false: edit the deferred response; true: a follow-up) and ``created_at`` (epoch
-  seconds of the interaction, for the token's 15-minute life).
+  ``followup`` (false: edit the deferred response; true: a follow-up), ``created_at`` (epoch
+  seconds of the interaction, for the token's 15-minute life) and optionally ``files``: up to
+  10 ``{"name", "content_type", "text"}`` to attach (UTF-8 text, 8 MiB in all; e.g. the
+  linker's privacy export).
 
 A body that does not match is a ``BadOutboxMessage``: dead-lettered with what was wrong.
 """
@@ -23,6 +25,7 @@ from typing import Any, Final
 
 from dfj_common.envelope import Envelope
 from dfj_common.errors import PermanentError
+from dfj_discord_worker.discord.client import Upload
 
 __all__ = [
     "INTERACTION_REPLY",
@@ -88,6 +91,7 @@ class Reply:
     ephemeral: bool
     followup: bool
     created_at: float
+    files: tuple[Upload, ...] = field(default=(), repr=False)
 
 
 def _snowflake(data: Mapping[str, Any], name: str, *, required: bool) -> str | None:
@@ -173,4 +177,33 @@ def read_reply(envelope: Envelope) -> Reply:
         ephemeral=flags["ephemeral"],
         followup=flags["followup"],
         created_at=float(created_at),
+        files=_files(data.get("files")),
     )
+
+
+_MAX_FILES: Final = 10
+_MAX_UPLOAD: Final = 8 * 1024 * 1024
+_FILE_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,100}")
+_MEDIA_TYPE: Final = re.compile(r"[a-z]+/[a-z0-9.+-]+")
+
+
+def _files(value: object) -> tuple[Upload, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > _MAX_FILES:
+        raise BadOutboxMessage(f"files must be a list of at most {_MAX_FILES}")
+    out: list[Upload] = []
+    for item in value:
+        name = item.get("name") if isinstance(item, Mapping) else None
+        media = item.get("content_type") if isinstance(item, Mapping) else None
+        text = item.get("text") if isinstance(item, Mapping) else None
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
+            raise BadOutboxMessage("each file needs a plain name")
+        if not isinstance(media, str) or not _MEDIA_TYPE.fullmatch(media):
+            raise BadOutboxMessage(f"file {name} needs a media type")
+        if not isinstance(text, str):
+            raise BadOutboxMessage(f"file {name} needs its text")
+        out.append(Upload(filename=name, content_type=media, data=text.encode("utf-8")))
+    if sum(len(u.data) for u in out) > _MAX_UPLOAD:
+        raise BadOutboxMessage("files are larger than 8 MiB in all")
+    return tuple(out)

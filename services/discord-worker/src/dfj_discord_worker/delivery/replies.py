@@ -79,11 +79,13 @@ class Replier:
         if not reply.followup:
             body.pop("flags", None)  # the deferred response already chose ephemeral or not
             return await self._discord.edit_original_response(
-                reply.application_id, reply.token, body
+                reply.application_id, reply.token, body, files=reply.files
             )
         if reply.ephemeral:
             body["flags"] = int(body.get("flags", 0)) | EPHEMERAL
-        return await self._discord.create_followup(reply.application_id, reply.token, body)
+        return await self._discord.create_followup(
+            reply.application_id, reply.token, body, files=reply.files
+        )
 
     async def _too_late(self, envelope: Envelope, reply: Reply, *, age: float) -> None:
         if reply.ephemeral or reply.channel_id is None:

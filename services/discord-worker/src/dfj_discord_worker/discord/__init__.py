@@ -11,7 +11,7 @@ back-off).
 
 from __future__ import annotations
 
-from dfj_discord_worker.discord.client import DiscordClient, JsonObject, user_agent
+from dfj_discord_worker.discord.client import DiscordClient, JsonObject, Upload, user_agent
 from dfj_discord_worker.discord.errors import (
     DiscordBadRequest,
     DiscordError,
@@ -42,6 +42,7 @@ __all__ = [
     "RateLimiter",
     "Route",
     "RouteTemplate",
+    "Upload",
     "parse_rate_limit",
     "user_agent",
 ]

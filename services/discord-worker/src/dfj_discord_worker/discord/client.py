@@ -34,7 +34,10 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import logging
-from collections.abc import Mapping
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Final
@@ -58,7 +61,14 @@ from dfj_discord_worker.discord.http import Transport
 from dfj_discord_worker.discord.limiter import LimiterPolicy, Permit, RateLimiter, Sleep
 from dfj_discord_worker.discord.routes import ParamValue, Route
 
-__all__ = ["DEFAULT_PROJECT_URL", "DiscordClient", "JsonObject", "user_agent"]
+__all__ = [
+    "DEFAULT_PROJECT_URL",
+    "DiscordClient",
+    "JsonObject",
+    "Upload",
+    "multipart_body",
+    "user_agent",
+]
 
 LOGGER_NAME: Final = "dfj.discord_worker.discord"
 DEFAULT_PROJECT_URL: Final = "https://github.com/discord-for-jira/discord-for-jira"
@@ -209,22 +219,32 @@ class DiscordClient:
         return _object(await self.send(route), route)
 
     async def edit_original_response(
-        self, application_id: str, token: str, body: Mapping[str, Any]
+        self,
+        application_id: str,
+        token: str,
+        body: Mapping[str, Any],
+        *,
+        files: Sequence[Upload] = (),
     ) -> JsonObject:
         """``PATCH /webhooks/{application_id}/{token}/messages/@original`` (no bot auth)."""
         route = routes.EDIT_ORIGINAL_RESPONSE.compile(
             application_id=application_id, interaction_token=token
         )
-        return _object(await self.send(route, json=body, bot=False), route)
+        return _object(await self.send(route, json=body, bot=False, files=files), route)
 
     async def create_followup(
-        self, application_id: str, token: str, body: Mapping[str, Any]
+        self,
+        application_id: str,
+        token: str,
+        body: Mapping[str, Any],
+        *,
+        files: Sequence[Upload] = (),
     ) -> JsonObject:
         """``POST /webhooks/{application_id}/{token}``: a follow-up message (no bot auth)."""
         route = routes.CREATE_FOLLOWUP.compile(
             application_id=application_id, interaction_token=token
         )
-        return _object(await self.send(route, json=body, bot=False), route)
+        return _object(await self.send(route, json=body, bot=False, files=files), route)
 
     # -- generic calls -----------------------------------------------------------------------
 
@@ -250,9 +270,14 @@ class DiscordClient:
         query: Mapping[str, str] | None = None,
         json: Any = None,
         bot: bool = True,
+        files: Sequence[Upload] = (),
     ) -> Any:
-        """Send a compiled route within the rate limits; see the module docstring."""
-        url, headers, body = self._prepare(route, query=query, json=json, bot=bot)
+        """Send a compiled route within the rate limits; see the module docstring.
+
+        With ``files`` the request is ``multipart/form-data``: ``payload_json`` (``json`` plus
+        an ``attachments`` entry per file) and ``files[n]``, as Discord takes uploads.
+        """
+        url, headers, body = self._prepare(route, query=query, json=json, bot=bot, files=files)
         failures = 0
         limited = 0
         attempt = 0
@@ -311,7 +336,13 @@ class DiscordClient:
         return await self._limiter.acquire(route, bot=bot, front=True)
 
     def _prepare(
-        self, route: Route, *, query: Mapping[str, str] | None, json: Any, bot: bool
+        self,
+        route: Route,
+        *,
+        query: Mapping[str, str] | None,
+        json: Any,
+        bot: bool,
+        files: Sequence[Upload] = (),
     ) -> tuple[URL, dict[str, str], bytes | None]:
         headers = {"User-Agent": self._user_agent, "Accept": _JSON}
         if bot:
@@ -322,9 +353,14 @@ class DiscordClient:
                     reason="DiscordBotTokenMissing",
                 )
             headers["Authorization"] = "Bot " + self._token.reveal()
-        body = None if json is None else _encode(json)
-        if body is not None:
-            headers["Content-Type"] = _JSON
+        body: bytes | None
+        if files:
+            content_type, body = multipart_body(json if json is not None else {}, files)
+            headers["Content-Type"] = content_type
+        else:
+            body = None if json is None else _encode(json)
+            if body is not None:
+                headers["Content-Type"] = _JSON
         url = self._base.with_path(self._base.path + route.path, encoded=True)
         if query:
             url = url.with_query(query)
@@ -396,3 +432,42 @@ def _object(value: Any, route: Route) -> JsonObject:
     if not isinstance(value, dict):
         raise DiscordUnavailable(f"Discord's answer to {route.key} is not a JSON object")
     return value
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file to attach: its name (as Discord shows it), media type and bytes."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+_FILENAME: Final = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_MEDIA_TYPE: Final = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
+
+
+def multipart_body(payload: Mapping[str, Any], files: Sequence[Upload]) -> tuple[str, bytes]:
+    """The ``Content-Type`` and body of an upload (names and types are checked, not escaped)."""
+    boundary = "dfj-" + secrets.token_hex(16)
+    attachments = [*payload.get("attachments", ())]
+    for index, upload in enumerate(files):
+        if not _FILENAME.match(upload.filename) or not _MEDIA_TYPE.match(upload.content_type):
+            raise ValueError(f"cannot upload {upload.filename!r} as {upload.content_type!r}")
+        attachments.append({"id": str(index), "filename": upload.filename})
+    parts = [
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="payload_json"\r\n'
+            f"Content-Type: {_JSON}\r\n\r\n"
+        ).encode()
+        + _encode({**payload, "attachments": attachments})
+        + b"\r\n"
+    ]
+    for index, upload in enumerate(files):
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files[{index}]"; '
+            f'filename="{upload.filename}"\r\nContent-Type: {upload.content_type}\r\n\r\n'
+        )
+        parts.append(head.encode() + upload.data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return f"multipart/form-data; boundary={boundary}", b"".join(parts)
