@@ -214,3 +214,15 @@ async def test_link_outside_a_connected_server_says_what_to_do(rig: Rig) -> None
     [reply] = await rig.outbox()
     assert "in a server" in rig.message_text(reply)
     assert "components" not in reply.data["message"]
+
+
+async def test_a_callback_for_a_site_that_uninstalled_meanwhile_links_nobody(rig: Rig) -> None:
+    from dfj_common.storage import Installations, InstallationState
+
+    event = rig.callback(rig.alice, asked_by=rig.alice)
+    await Installations(rig.db).set_state(rig.site, InstallationState.UNINSTALLED)
+    await rig.send(event)
+    assert await link_of(rig, rig.alice) is None
+    [dm] = await rig.outbox()
+    assert "no longer has the app" in rig.message_text(dm)
+    assert rig.revoked() == 0  # the code was never exchanged

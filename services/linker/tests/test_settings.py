@@ -28,3 +28,24 @@ def test_defaults_and_overrides() -> None:
 def test_a_malformed_value_is_refused_by_name(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         LinkerSettings.from_env({name: value})
+
+
+async def test_linking_without_the_discord_application_is_a_clear_permanent_error() -> None:
+    from dfj_common.config import Settings
+    from dfj_common.errors import PermanentError
+    from dfj_common.secrets import EnvSecretStore, SecretNotFound
+    from dfj_linker.bootstrap import signing_key_source
+
+    store = EnvSecretStore({"DFJ_STATE_SIGNING_KEY": "k" * 40}, env_file=None)
+    bare = signing_key_source(Settings.from_env({}, env_file=None), store)
+    with pytest.raises(PermanentError) as refused:
+        await bare()
+    assert refused.value.reason == "LinkingNotConfigured"
+    discord = {"DFJ_DISCORD_APPLICATION_ID": "1", "DFJ_DISCORD_CLIENT_SECRET": "s"}
+    configured = signing_key_source(Settings.from_env(discord, env_file=None), store)
+    assert await configured() == b"k" * 40
+    keyless = signing_key_source(
+        Settings.from_env(discord, env_file=None), EnvSecretStore({}, env_file=None)
+    )
+    with pytest.raises(SecretNotFound):
+        await keyless()

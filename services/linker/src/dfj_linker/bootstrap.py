@@ -26,6 +26,24 @@ SERVICE = "linker"
 OAUTH_TIMEOUT_SECONDS = 10.0
 
 
+def signing_key_source(settings: Settings, store: SecretStore) -> Callable[[], Awaitable[bytes]]:
+    """The state-signing master key, read when a link needs it.
+
+    Linking needs the Discord application (id and OAuth secret) too; without them a link
+    callback is dead-lettered as ``LinkingNotConfigured``, kept for a replay once configured.
+    """
+
+    async def signing_key() -> bytes:
+        if not settings.discord_application_id or settings.discord_client_secret is None:
+            raise PermanentError(
+                "linking needs DFJ_DISCORD_APPLICATION_ID and DFJ_DISCORD_CLIENT_SECRET",
+                reason="LinkingNotConfigured",
+            )
+        return master_key((await store.get(STATE_SIGNING_KEY_SECRET)).reveal())
+
+    return signing_key
+
+
 async def bootstrap(
     settings: Settings,
     *,
@@ -64,13 +82,7 @@ async def bootstrap(
         timeout=OAUTH_TIMEOUT_SECONDS,
     )
 
-    async def signing_key() -> bytes:
-        if not settings.discord_application_id or settings.discord_client_secret is None:
-            raise PermanentError(
-                "linking needs DFJ_DISCORD_APPLICATION_ID and DFJ_DISCORD_CLIENT_SECRET",
-                reason="LinkingNotConfigured",
-            )
-        return master_key((await store.get(STATE_SIGNING_KEY_SECRET)).reveal())
+    signing_key = signing_key_source(settings, store)
 
     return await build_worker_service(
         name=SERVICE,
