@@ -29,6 +29,7 @@ from dfj_common.derived_keys import master_key, pkce_challenge, pkce_verifier
 from dfj_common.envelope import Envelope, deterministic_id
 from dfj_common.runtime import HandlerContext, HandlerTable
 from dfj_common.storage import Database, GuildConnections, Installations, create_engine, migrate
+from dfj_common.testing import drain
 from dfj_linker.handlers import LINK_OAUTH_CALLBACK, build_tables
 from dfj_linker.oauth import DiscordOAuth
 from dfj_sandbox.discord_sim import DiscordSimulator
@@ -164,16 +165,7 @@ class Rig:
 
     async def outbox(self) -> list[Envelope]:
         """Every message waiting on ``discord-outbox`` (completed as they are read)."""
-        receiver = self.bus.receiver(DISCORD_OUTBOX)
-        out: list[Envelope] = []
-        try:
-            while got := await receiver.receive(10, timeout=0):
-                for delivery in got:
-                    out.append(Envelope.decode(delivery.body))
-                    await delivery.complete()
-        finally:
-            await receiver.close()
-        return out
+        return await drain(self.bus, DISCORD_OUTBOX)
 
     def revoked(self) -> int:
         return len(self.sim.oauth.revocations)

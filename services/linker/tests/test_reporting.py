@@ -10,6 +10,7 @@ from dfj_common.bus import JIRA_COMMANDS
 from dfj_common.envelope import Envelope
 from dfj_common.errors import MalformedMessage
 from dfj_common.storage import MetadataCache, UserLinks
+from dfj_common.testing import drain
 from dfj_linker.handlers import build_retention
 from dfj_linker.reporting import Reporter
 
@@ -24,16 +25,7 @@ def reporter(rig: Rig) -> Reporter:
 
 
 async def requests(rig: Rig) -> list[Envelope]:
-    receiver = rig.bus.receiver(JIRA_COMMANDS)
-    out: list[Envelope] = []
-    try:
-        while got := await receiver.receive(10, timeout=0):
-            for delivery in got:
-                out.append(Envelope.decode(delivery.body))
-                await delivery.complete()
-    finally:
-        await receiver.close()
-    return out
+    return await drain(rig.bus, JIRA_COMMANDS)
 
 
 def answer(rig: Rig, closed: list[str], period: float = 7 * 86_400.0) -> Envelope:

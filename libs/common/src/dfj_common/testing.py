@@ -1,4 +1,5 @@
-"""Test helpers: find secrets that leaked into text (captured logs, rendered spans, responses).
+"""Test helpers: find secrets that leaked into text (captured logs, rendered spans, responses),
+and read back what a service published (:func:`drain`).
 
 Used by the suite-wide autouse fixture that fails a test whose logs show a token, a JWT, an
 email or a secret value the test knows about. The patterns are deliberately independent of the
@@ -12,10 +13,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
-__all__ = ["MIN_KNOWN_SECRET_LENGTH", "SECRET_PATTERNS", "find_leaks"]
+if TYPE_CHECKING:
+    from dfj_common.bus import Bus
+    from dfj_common.envelope import Envelope
+
+__all__ = ["MIN_KNOWN_SECRET_LENGTH", "SECRET_PATTERNS", "drain", "find_leaks"]
 
 SECRET_PATTERNS: Final[Mapping[str, re.Pattern[str]]] = MappingProxyType(
     {
@@ -62,3 +67,19 @@ def find_leaks(text: str, known_secrets: Iterable[str] = ()) -> list[str]:
 
 def _preview(value: str) -> str:
     return value[:4] + "…" if len(value) > 4 else "…"
+
+
+async def drain(bus: Bus, queue: str) -> list[Envelope]:
+    """Every message waiting on ``queue`` now, decoded, each completed as it is read."""
+    from dfj_common.envelope import Envelope
+
+    receiver = bus.receiver(queue)
+    out: list[Envelope] = []
+    try:
+        while got := await receiver.receive(10, timeout=0):
+            for delivery in got:
+                out.append(Envelope.decode(delivery.body))
+                await delivery.complete()
+    finally:
+        await receiver.close()
+    return out

@@ -364,23 +364,9 @@ class JiraSimulator:
             pending.template = operation.template
         except RouteError as missing:
             route_error = missing
-        rejection = site.limiter.check()
-        if rejection is not None:
-            return _jira_error(
-                rejection.status, "Rate limit exceeded.", headers=rejection.headers()
-            )
-        try:
-            caller = authenticate(
-                site,
-                header=request.headers.get("Authorization"),
-                method=request.method,
-                raw_path=raw_path,
-                query=pending.query,
-                now=self.clock.now(),
-                grants=self._grants,
-            )
-        except AuthFailure as failure:
-            return _jira_error(401, failure.message)
+        caller = self._gate(site, pending, request, raw_path)
+        if isinstance(caller, Reply):
+            return caller
         pending.account_id = caller.user.account_id
         if operation is None:
             message = route_error.message if route_error else "no operation"
@@ -404,13 +390,22 @@ class JiraSimulator:
         pending.template = REPORT_ACCOUNTS_PATH
         if request.method != "POST":
             return _jira_error(405, "Use POST.")
+        caller = self._gate(site, pending, request, raw_path)
+        if isinstance(caller, Reply):
+            return caller
+        return report_accounts(site.reporting, kind=caller.kind, body=body)
+
+    def _gate(
+        self, site: Site, pending: _Pending, request: web.Request, raw_path: str
+    ) -> Caller | Reply:
+        """The site's rate limit, then the caller; the refusal when either says no."""
         rejection = site.limiter.check()
         if rejection is not None:
             return _jira_error(
                 rejection.status, "Rate limit exceeded.", headers=rejection.headers()
             )
         try:
-            caller = authenticate(
+            return authenticate(
                 site,
                 header=request.headers.get("Authorization"),
                 method=request.method,
@@ -421,7 +416,6 @@ class JiraSimulator:
             )
         except AuthFailure as failure:
             return _jira_error(401, failure.message)
-        return report_accounts(site.reporting, kind=caller.kind, body=body)
 
     def _operate(
         self,

@@ -17,7 +17,7 @@ from typing import Final
 
 from aiohttp import web
 
-__all__ = ["html_page", "link_pending_page", "message_page"]
+__all__ = ["html_page", "html_response", "link_pending_page", "message_page"]
 
 _STYLE: Final = (
     "body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;"
@@ -74,25 +74,31 @@ def _document(title: str, body: str, nonce: str, script: str = "") -> str:
     )
 
 
+def html_response(
+    document: str, *, csp: str, status: int = 200, framed: bool = False
+) -> web.Response:
+    """HTML with the headers every page of ours carries: the CSP given, no referrer (URLs
+    carry codes and JWTs), no caching, no sniffing, and no framing unless ``framed``."""
+    headers = {
+        "Content-Security-Policy": csp,
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if not framed:
+        headers["X-Frame-Options"] = "DENY"
+    return web.Response(
+        text=document, status=status, content_type="text/html", charset="utf-8", headers=headers
+    )
+
+
 def html_page(document: str, *, nonce: str, status: int = 200) -> web.Response:
-    """An HTML response with the headers every page of ours carries."""
+    """A page of ours outside Jira: scripts and styles by nonce only, never framed."""
     csp = (
         f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
-    return web.Response(
-        text=document,
-        status=status,
-        content_type="text/html",
-        charset="utf-8",
-        headers={
-            "Content-Security-Policy": csp,
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "X-Frame-Options": "DENY",
-        },
-    )
+    return html_response(document, csp=csp, status=status)
 
 
 def message_page(title: str, message: str, *, status: int) -> web.Response:

@@ -27,6 +27,7 @@ from typing import Final
 from aiohttp import web
 
 from dfj_common.derived_keys import SealError, unseal
+from dfj_gateway.browser.pages import html_response
 from dfj_gateway.browser.state import StateError
 
 __all__ = ["LINK_REQUEST", "LinkRequest", "link_page_response", "verify_link_request"]
@@ -104,16 +105,4 @@ def link_page_response(
         "connect-src 'self'; base-uri 'none'; form-action 'none'; "
         f"frame-ancestors {frame_origin}"
     )
-    return web.Response(
-        text=document,
-        status=status,
-        content_type="text/html",
-        charset="utf-8",
-        headers={
-            "Content-Security-Policy": csp,
-            # The page URL carries the jwt and the request: no referrer, no cache.
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return html_response(document, csp=csp, status=status, framed=True)

@@ -68,6 +68,7 @@ from dfj_common.storage import (
 )
 from dfj_gateway import events
 from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTINGS
+from dfj_gateway.browser.pages import html_response
 from dfj_gateway.browser.state import StateError, begin_link, signing_key
 from dfj_gateway.jira import paths
 from dfj_gateway.jira.config_page import (
@@ -620,17 +621,7 @@ async def config_page(request: web.Request, verified: Verified) -> web.Response:
         connections=connections,
         style_nonce=nonce,
     )
-    return web.Response(
-        text=document,
-        content_type="text/html",
-        headers={
-            "Content-Security-Policy": csp,
-            # The page URL carries the jwt: never send it on as a referrer, never cache it.
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
+    return html_response(document, csp=csp, framed=True)
 
 
 async def link_page(request: web.Request, verified: Verified) -> web.Response:

@@ -446,11 +446,8 @@ class JiraApi:
         )
         closed: list[str] = []
         updated: list[str] = []
-        if answer.status != 204 and answer.body.strip():
-            try:
-                decoded = jsonlib.loads(answer.body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise JiraUnavailable(f"Jira's answer to POST {route} is not JSON") from exc
+        decoded = _decoded(answer, f"POST {route}")
+        if decoded is not None:
             for item in _items(decoded, "accounts", f"POST {route}"):
                 account_id, status = item.get("accountId"), item.get("status")
                 if isinstance(account_id, str) and status == "closed":
@@ -479,14 +476,7 @@ class JiraApi:
         answer = await self._exchange(
             method, path, route=route, params=params, json=json, action=action, subject=subject
         )
-        if answer.status == 204 or not answer.body.strip():
-            return None
-        try:
-            return jsonlib.loads(answer.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise JiraUnavailable(
-                f"Jira's answer to {method.upper()} {route} is not JSON", status=answer.status
-            ) from exc
+        return _decoded(answer, f"{method.upper()} {route}")
 
     async def _exchange(
         self,
@@ -574,6 +564,18 @@ def _cycle_period(header: str | None) -> float:
     except ValueError:
         return DEFAULT_CYCLE_PERIOD
     return days * _DAY if days > 0 else DEFAULT_CYCLE_PERIOD
+
+
+def _decoded(answer: Answer, where: str) -> Any:
+    """The JSON of a successful answer (None for 204 or an empty body)."""
+    if answer.status == 204 or not answer.body.strip():
+        return None
+    try:
+        return jsonlib.loads(answer.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise JiraUnavailable(
+            f"Jira's answer to {where} is not JSON", status=answer.status
+        ) from exc
 
 
 def _object(value: Any, where: str) -> dict[str, Any]:

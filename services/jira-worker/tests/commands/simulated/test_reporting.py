@@ -12,6 +12,7 @@ from dfj_common.envelope import Envelope
 from dfj_common.errors import MalformedMessage
 from dfj_common.runtime import HandlerContext
 from dfj_common.storage import InstallationState
+from dfj_common.testing import drain
 from dfj_jira_worker.jira import JiraRateLimited
 from dfj_jira_worker.reporting import REPORT_ACCOUNTS, Reporting
 
@@ -42,16 +43,7 @@ async def run(world: World, envelope: Envelope) -> list[Envelope]:
         enqueued_at=0.0,
     )
     await reporting.report(envelope, ctx)
-    receiver = world.bus.receiver(LINKER)
-    out: list[Envelope] = []
-    try:
-        while got := await receiver.receive(10, timeout=0):
-            for delivery in got:
-                out.append(Envelope.decode(delivery.body))
-                await delivery.complete()
-    finally:
-        await receiver.close()
-    return out
+    return await drain(world.bus, LINKER)
 
 
 async def test_closed_accounts_and_the_cycle_period_go_back_to_the_linker(world: World) -> None:
