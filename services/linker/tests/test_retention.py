@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from dfj_common.bus import LINKER
 from dfj_common.envelope import Envelope
 from dfj_common.storage import (
+    DeliveryLog,
     Drafts,
     GuildConnections,
     Installations,
     InstallationState,
     OAuthStates,
+    ProcessedIds,
     UserLinks,
 )
 from dfj_linker.handlers import build_retention
@@ -120,6 +122,9 @@ async def test_housekeeping_purges_what_expired_and_schedules_the_next_run(rig: 
     )
     now = datetime.fromtimestamp(rig.clock.now(), UTC)
     assert await states.consume("old", expires_at=now + timedelta(minutes=5))
+    deliveries = DeliveryLog(rig.db)
+    await deliveries.record("posted-long-ago", channel_id="1200000000000000001", status="sent")
+    assert await ProcessedIds(rig.db).mark_processed("jira-worker.commands", "handled-long-ago")
     await uninstall(rig)
     rig.clock.advance(31 * DAY)
     await Installations(rig.db).save_connect(
@@ -135,6 +140,8 @@ async def test_housekeeping_purges_what_expired_and_schedules_the_next_run(rig: 
     assert [d.id for d in await drafts.list_for_discord_user(rig.alice)] == [live.id]
     assert await states.consume("old", expires_at=now + timedelta(days=40))  # purged: new again
     assert not (await site_data(rig))[0]  # the backstop erased the long-uninstalled site
+    assert await deliveries.get("posted-long-ago") is None  # idempotency records: 7 days
+    assert not await ProcessedIds(rig.db).is_processed("jira-worker.commands", "handled-long-ago")
     assert await scheduled(rig) == 1
     # Two replicas kicking the sweep for the same slot make one run, not two.
     await keeper.schedule_housekeeping(after=rig.clock.now(), now=True)

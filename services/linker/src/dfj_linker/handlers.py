@@ -17,6 +17,7 @@ from dfj_common.envelope import Envelope
 from dfj_common.runtime import HandlerContext, HandlerTable
 from dfj_common.storage import (
     Database,
+    DeliveryLog,
     Drafts,
     FeatureAccess,
     GuildConnections,
@@ -168,6 +169,7 @@ def build_retention(
         states=OAuthStates(database),
         caches=MetadataCache(database),
         processed=ProcessedIds(database),
+        deliveries=DeliveryLog(database),
         bus=bus,
         settings=settings or LinkerSettings(),
         clock=clock,

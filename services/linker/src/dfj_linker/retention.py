@@ -10,8 +10,9 @@ database cascades to everything else of it: server connections (and their subscr
 rules and access modes), links, drafts, caches, threads.
 
 **Housekeeping.** ``linker.job.housekeeping`` runs every ``DFJ_HOUSEKEEPING_INTERVAL_SECONDS``:
-expired drafts, OAuth states and one-time codes, metadata caches, idempotency records older
-than ``DFJ_PROCESSED_IDS_RETENTION_DAYS``, and — as a backstop for a purge job that was lost —
+expired drafts, OAuth states and one-time codes, metadata caches, idempotency records (the
+workers' handled ids and the discord-worker's delivery log) older than
+``DFJ_PROCESSED_IDS_RETENTION_DAYS``, and — as a backstop for a purge job that was lost —
 sites uninstalled longer ago than the retention period; then the personal-data reports that
 are due (``reporting``). Each run schedules the next at the next
 slot boundary with an id derived from the slot, so however many linker replicas kick it at
@@ -35,6 +36,7 @@ from dfj_common.envelope import Envelope, deterministic_id
 from dfj_common.errors import MalformedMessage
 from dfj_common.runtime import HandlerContext
 from dfj_common.storage import (
+    DeliveryLog,
     Drafts,
     Installations,
     InstallationState,
@@ -65,6 +67,7 @@ class Retention:
     states: OAuthStates
     caches: MetadataCache
     processed: ProcessedIds
+    deliveries: DeliveryLog
     bus: Bus
     settings: LinkerSettings
     clock: Clock
@@ -113,9 +116,9 @@ class Retention:
         drafts = await self.drafts.purge_expired()
         states = await self.states.purge_expired()
         caches = await self.caches.purge_expired()
-        processed = await self.processed.purge_older_than(
-            timedelta(days=self.settings.processed_ids_retention_days)
-        )
+        remembered = timedelta(days=self.settings.processed_ids_retention_days)
+        processed = await self.processed.purge_older_than(remembered)
+        processed += await self.deliveries.purge_older_than(remembered)
         sites = 0
         if self._retention > 0:
             cutoff = now - self._retention
