@@ -6,6 +6,7 @@ database, and asserts on what the simulator stored and answered.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +36,12 @@ async def test_a_burst_into_one_channel_is_packed_in_order_without_429s(rig: Rig
     assert all(len(m.embeds) <= 10 for m in posts)
     assert rig.sim.rate_limited() == []
     assert rig.sim.duplicates() == {}
+    # A post is recorded sent before its messages are completed: once the queue is empty,
+    # every record is written.
+    await rig.wait_for_async(lambda s: s.active == 0 and s.locked == 0)
     for mid in ids:
         record = await rig.repos.delivery_log.get(mid)
         assert record is not None and record.status == "sent"
-    await rig.wait_for_async(lambda s: s.active == 0 and s.locked == 0)
 
 
 async def test_a_quiet_channel_gets_one_message_per_notification(rig: Rig) -> None:
@@ -89,6 +92,7 @@ async def test_a_lost_answer_is_not_posted_twice(rig: Rig) -> None:
     assert len(rig.sim.messages(rig.channel)) == 1
     assert rig.sim.messages(rig.channel)[0].nonce == nonce_for(mid)
     assert rig.sim.count("POST", "/channels/{channel_id}/messages") == 6
+    await rig.wait_for_async(lambda s: s.active == 0 and s.locked == 0)
     record = await rig.repos.delivery_log.get(mid)
     assert record is not None and record.status == "sent"
 
@@ -347,7 +351,12 @@ async def test_a_thread_the_bot_may_not_start_still_delivers_and_tells_the_admin
     await rig.wait_for(lambda: rig.sim.world.dm_channel(admin.id) is not None)
     assert [m.embeds[0]["title"] for m in rig.sim.messages(no_threads)] == ["DEV-1: summary"]
     assert await rig.repos.issue_threads.get(no_threads, key["key"]) is None
-    record = await rig.repos.delivery_log.get(mid)
+    # The admin's DM goes out before the post is recorded as sent: wait for the record too.
+    for _ in range(100):
+        record = await rig.repos.delivery_log.get(mid)
+        if record is not None and record.status == "sent":
+            break
+        await asyncio.sleep(0.05)
     assert record is not None and record.status == "sent", "the notification went out"
     await rig.wait_for_async(lambda s: s.active == 0 and s.locked == 0)
     assert (await rig.outbox()).dead_lettered == 0

@@ -227,20 +227,32 @@ async def interactions(request: web.Request) -> web.Response:
     return await _answer(request, state, interaction, action)
 
 
+# The answers every interaction gets, encoded once (orjson; aiohttp's json_response would run
+# the standard library's encoder on every request).
+_PONG: Final = orjson.dumps(rs.PONG)
+_DEFERRED: Final = orjson.dumps(rs.deferred_message(ephemeral=False))
+_DEFERRED_EPHEMERAL: Final = orjson.dumps(rs.deferred_message(ephemeral=True))
+_DEFERRED_UPDATE: Final = orjson.dumps(rs.deferred_update())
+
+
+def _json(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
+
+
 async def _answer(
     request: web.Request, state: DiscordState, interaction: ix.Interaction, action: ix.Action
 ) -> web.Response:
     match action:
         case ix.Pong():
-            return web.json_response(rs.PONG)
+            return _json(_PONG)
         case ix.Reply(content):
-            return web.json_response(rs.ephemeral_message(content))
+            return _json(orjson.dumps(rs.ephemeral_message(content)))
         case ix.Suggest(source, typed):
-            return web.json_response(await _suggest(request, interaction, source, typed))
+            return _json(orjson.dumps(await _suggest(request, interaction, source, typed)))
         case ix.OpenForm(form, prefill):
-            return web.json_response(await _open_form(request, interaction, form, prefill))
+            return _json(orjson.dumps(await _open_form(request, interaction, form, prefill)))
         case ix.ReviewDraft(draft_id):
-            return web.json_response(await _review_draft(request, interaction, draft_id))
+            return _json(orjson.dumps(await _review_draft(request, interaction, draft_id)))
         case ix.Publish():
             return await _publish(request, state, interaction, action)
 
@@ -338,5 +350,5 @@ async def _publish(
         note(request, reason="publish failed", error=type(exc).__name__)
         return json_error(503, "temporarily unavailable")
     if action.update:
-        return web.json_response(rs.deferred_update())
-    return web.json_response(rs.deferred_message(ephemeral=action.ephemeral))
+        return _json(_DEFERRED_UPDATE)
+    return _json(_DEFERRED_EPHEMERAL if action.ephemeral else _DEFERRED)
