@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 
 
 def reporter(rig: Rig) -> Reporter:
-    found = build_retention(rig.db, rig.bus, clock=rig.clock).reporter
-    assert found is not None
-    return found
+    return build_retention(rig.db, rig.bus, clock=rig.clock).reporter
 
 
 async def requests(rig: Rig) -> list[Envelope]:

@@ -15,20 +15,7 @@ from dfj_common.bus import LINKER, Bus
 from dfj_common.clock import Clock
 from dfj_common.envelope import Envelope
 from dfj_common.runtime import HandlerContext, HandlerTable
-from dfj_common.storage import (
-    Database,
-    DeliveryLog,
-    Drafts,
-    FeatureAccess,
-    GuildConnections,
-    Installations,
-    MetadataCache,
-    OAuthStates,
-    ProcessedIds,
-    RoleRules,
-    Subscriptions,
-    UserLinks,
-)
+from dfj_common.storage import Database, Repositories
 from dfj_linker.invocation import DISCORD_COMMAND, DISCORD_COMPONENT, parse_invocation
 from dfj_linker.linking import Linking
 from dfj_linker.oauth import DiscordOAuth
@@ -93,41 +80,42 @@ def build_tables(
     settings: LinkerSettings | None = None,
 ) -> Mapping[str, HandlerTable]:
     """The linker's tables, wired to its database, bus and Discord OAuth client."""
+    repos = Repositories(database)
     replies = Replies(bus)
     linking = Linking(
-        installations=Installations(database),
-        connections=GuildConnections(database),
-        links=UserLinks(database),
-        states=OAuthStates(database),
-        processed=ProcessedIds(database),
+        installations=repos.installations,
+        connections=repos.guild_connections,
+        links=repos.user_links,
+        states=repos.oauth_states,
+        processed=repos.processed_ids,
         oauth=oauth,
         master_key=master_key,
         replies=replies,
-        outcomes=MetadataCache(database),
+        outcomes=repos.metadata_cache,
         public_url=public_url,
         app_key=app_key,
         clock=clock,
     )
     servers = Servers(
-        installations=Installations(database),
-        connections=GuildConnections(database),
-        subscriptions=Subscriptions(database),
-        states=OAuthStates(database),
+        installations=repos.installations,
+        connections=repos.guild_connections,
+        subscriptions=repos.subscriptions,
+        states=repos.oauth_states,
         master_key=master_key,
         replies=replies,
         clock=clock,
     )
     permissions = Permissions(
-        connections=GuildConnections(database),
-        role_rules=RoleRules(database),
-        access=FeatureAccess(database),
+        connections=repos.guild_connections,
+        role_rules=repos.role_rules,
+        access=repos.feature_access,
         replies=replies,
     )
     privacy = Privacy(
-        links=UserLinks(database),
-        drafts=Drafts(database),
-        subscriptions=Subscriptions(database),
-        connections=GuildConnections(database),
+        links=repos.user_links,
+        drafts=repos.drafts,
+        subscriptions=repos.subscriptions,
+        connections=repos.guild_connections,
         replies=replies,
     )
     commands = Commands(
@@ -138,7 +126,6 @@ def build_tables(
         replies=replies,
     )
     retention = build_retention(database, bus, clock=clock, settings=settings)
-    assert retention.reporter is not None
     return {
         LINKER: {
             LINK_OAUTH_CALLBACK: linking.oauth_callback,
@@ -156,20 +143,21 @@ def build_retention(
     database: Database, bus: Bus, *, clock: Clock, settings: LinkerSettings | None = None
 ) -> Retention:
     """The uninstall purge and the housekeeping sweep over ``database``."""
+    repos = Repositories(database)
     reporter = Reporter(
-        installations=Installations(database),
-        links=UserLinks(database),
-        caches=MetadataCache(database),
+        installations=repos.installations,
+        links=repos.user_links,
+        caches=repos.metadata_cache,
         bus=bus,
         clock=clock,
     )
     return Retention(
-        installations=Installations(database),
-        drafts=Drafts(database),
-        states=OAuthStates(database),
-        caches=MetadataCache(database),
-        processed=ProcessedIds(database),
-        deliveries=DeliveryLog(database),
+        installations=repos.installations,
+        drafts=repos.drafts,
+        states=repos.oauth_states,
+        caches=repos.metadata_cache,
+        processed=repos.processed_ids,
+        deliveries=repos.delivery_log,
         bus=bus,
         settings=settings or LinkerSettings(),
         clock=clock,

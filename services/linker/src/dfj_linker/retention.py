@@ -71,7 +71,7 @@ class Retention:
     bus: Bus
     settings: LinkerSettings
     clock: Clock
-    reporter: Reporter | None = None
+    reporter: Reporter
 
     @property
     def _retention(self) -> float:
@@ -127,7 +127,7 @@ class Retention:
                 if site is not None and site.updated_at.timestamp() <= cutoff:
                     await self._erase(client_key, uninstalled_at=site.updated_at.timestamp())
                     sites += 1
-        reports = await self.reporter.report_due_sites() if self.reporter is not None else 0
+        reports = await self.reporter.report_due_sites()
         _log.info(
             "housekeeping",
             reports=reports,

@@ -27,6 +27,7 @@ from dfj_common.envelope import Envelope
 from dfj_common.runtime import HandlerContext
 from dfj_common.secrets import EnvelopeCipher, EnvSecretStore, make_aad
 from dfj_common.storage import Database, InstallationState, Repositories, create_engine, migrate
+from dfj_common.testing import drain
 from dfj_jira_worker.commands import Commands
 from dfj_jira_worker.jira import JiraClient
 from dfj_sandbox.jira_sim import JiraSimulator, Site
@@ -60,16 +61,7 @@ class World:
         await self.commands.handle(envelope, ctx)
 
     async def replies(self) -> list[Envelope]:
-        receiver = self.bus.receiver(DISCORD_OUTBOX)
-        out: list[Envelope] = []
-        try:
-            while got := await receiver.receive(10, timeout=0):
-                for delivery in got:
-                    out.append(Envelope.decode(delivery.body))
-                    await delivery.complete()
-        finally:
-            await receiver.close()
-        return out
+        return await drain(self.bus, DISCORD_OUTBOX)
 
     async def answer(self, envelope: Envelope) -> dict[str, Any]:
         await self.run(envelope)
