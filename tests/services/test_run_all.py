@@ -17,10 +17,17 @@ pytestmark = [pytest.mark.crossprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: every socket stays bound until all are picked (picked one
+    by one, the kernel may hand the same port out twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def children_of(pid: int) -> list[int]:
@@ -38,12 +45,13 @@ def children_of(pid: int) -> list[int]:
 
 def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -> None:
     """All four services report ready; SIGINT stops every one of them and the launcher exits 0."""
+    gateway, jira_worker, discord_worker, linker = free_ports(4)
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("DFJ_KEK", "DFJ_STATE_SIGNING_KEY")},
-        "DFJ_GATEWAY_PORT": str(free_port()),
-        "DFJ_JIRA_WORKER_PORT": str(free_port()),
-        "DFJ_DISCORD_WORKER_PORT": str(free_port()),
-        "DFJ_LINKER_PORT": str(free_port()),
+        "DFJ_GATEWAY_PORT": str(gateway),
+        "DFJ_JIRA_WORKER_PORT": str(jira_worker),
+        "DFJ_DISCORD_WORKER_PORT": str(discord_worker),
+        "DFJ_LINKER_PORT": str(linker),
         "DFJ_BUS_PATH": str(tmp_path / "bus.sqlite"),
         "DFJ_DATABASE_URL": f"sqlite:///{tmp_path / 'dfj.sqlite'}",
         "DFJ_DRAIN_GRACE_SECONDS": "2",
