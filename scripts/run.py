@@ -1,4 +1,10 @@
-"""``make run``: migrate the embedded database, then run the four services as separate processes.
+"""``make run``: the sandbox without credentials, the four real services with them.
+
+With no Discord application configured (``DFJ_DISCORD_APPLICATION_ID``, ``_PUBLIC_KEY``,
+``_BOT_TOKEN`` in the environment or ``.env``), it runs :mod:`dfj_sandbox.stack.demo`: both
+simulators, the four services, the first run done for you, and the sandbox page. With them, it
+migrates the embedded database, runs the four services as separate processes and prints the
+two URLs to give Jira and Discord.
 
 Each process's output is prefixed with its name. Ctrl-C (or SIGTERM) stops them all: SIGTERM
 first, so workers drain, then SIGKILL after the grace period. If one service dies, the rest are
@@ -9,44 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import json
 import os
 import signal
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Final
 
-SERVICES: Final = (
-    ("gateway", "dfj_gateway", "DFJ_GATEWAY_PORT", 8080),
-    ("jira-worker", "dfj_jira_worker", "DFJ_JIRA_WORKER_PORT", 8081),
-    ("discord-worker", "dfj_discord_worker", "DFJ_DISCORD_WORKER_PORT", 8082),
-    ("linker", "dfj_linker", "DFJ_LINKER_PORT", 8083),
-)
-COLOURS: Final = ("\033[36m", "\033[33m", "\033[35m", "\033[32m")
-RESET: Final = "\033[0m"
+from dotenv import dotenv_values
+
+from dfj_common.config import Settings
+from dfj_sandbox.stack import demo as sandbox_demo
+from dfj_sandbox.stack.processes import ServiceProcesses, terminal_sink
+
 GRACE: Final = 30.0
-
-
-def _prefix(name: str, index: int) -> str:
-    tty = sys.stdout.isatty()
-    label = f"{name:<14}|"
-    return f"{COLOURS[index % len(COLOURS)]}{label}{RESET} " if tty else f"{label} "
-
-
-async def _pump(stream: asyncio.StreamReader, prefix: str) -> None:
-    while line := await stream.readline():
-        sys.stdout.write(prefix + line.decode("utf-8", "replace"))
-        sys.stdout.flush()
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as resp:
-            return bool(json.load(resp).get("status") == "ready")
-    except (OSError, ValueError):
-        return False
 
 
 def ensure_local_keys(env_file: Path) -> None:
@@ -71,7 +52,21 @@ def ensure_local_keys(env_file: Path) -> None:
     print(f"wrote new {', '.join(missing)} to {env_file} (keep this file private)")
 
 
-async def main() -> int:
+CREDENTIALS: Final = (
+    "DFJ_DISCORD_APPLICATION_ID",
+    "DFJ_DISCORD_PUBLIC_KEY",
+    "DFJ_DISCORD_BOT_TOKEN",
+)
+
+
+def configured(env_file: Path) -> list[str]:
+    """Which of the Discord application's credentials are set (environment or ``.env``)."""
+    have = dotenv_values(env_file) if env_file.is_file() else {}
+    return [name for name in CREDENTIALS if os.environ.get(name) or have.get(name)]
+
+
+async def run_for_real() -> int:
+    """Migrate, then run the four services until Ctrl-C/SIGTERM or until one of them exits."""
     ensure_local_keys(Path(".env"))
     migrate = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "dfj_common.cli", "migrate"
@@ -83,53 +78,50 @@ async def main() -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    procs: list[tuple[str, asyncio.subprocess.Process]] = []
-    pumps = []
-    for index, (name, module, _, _) in enumerate(SERVICES):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            module,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us; we forward SIGTERM ourselves
-        )
-        assert proc.stdout is not None
-        procs.append((name, proc))
-        pumps.append(asyncio.ensure_future(_pump(proc.stdout, _prefix(name, index))))
+    services = ServiceProcesses(os.environ, sink=terminal_sink(), grace=GRACE)
+    await services.start()
 
     async def announce_ready() -> None:
-        ports = [int(os.environ.get(var, default)) for _, _, var, default in SERVICES]
-        for _ in range(120):
-            states = await asyncio.gather(*(asyncio.to_thread(_ready, p) for p in ports))
-            if all(states):
-                print(f"all {len(SERVICES)} services ready: gateway on http://127.0.0.1:{ports[0]}")
-                return
-            await asyncio.sleep(0.5)
-        print("services did not all report ready within 60 s", file=sys.stderr)
+        try:
+            await services.wait_ready(timeout=60)
+        except RuntimeError as exc:
+            print(f"services not ready: {exc}", file=sys.stderr)
+            return
+        public = Settings.from_env(os.environ).public_url.rstrip("/")
+        print(
+            f"all {len(services.names)} services ready: gateway on "
+            f"http://127.0.0.1:{services.port('gateway')}\n"
+            f"  install in Jira (Manage apps, upload app): {public}/atlassian-connect.json\n"
+            f"  Discord interactions endpoint URL:         {public}/discord/interactions",
+            flush=True,
+        )
 
     readiness = asyncio.ensure_future(announce_ready())
-    exited = [asyncio.ensure_future(p.wait()) for _, p in procs]
     stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({stopping, *exited}, return_when=asyncio.FIRST_COMPLETED)
-    crashed = [name for (name, p) in procs if p.returncode is not None]
-    readiness.cancel()
-    for _, p in procs:
-        if p.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGTERM)
-    await asyncio.wait(exited, timeout=GRACE)
-    for name, p in procs:
-        if p.returncode is None:
-            print(f"{name} did not stop within {GRACE:.0f}s; killing it", file=sys.stderr)
-            with contextlib.suppress(ProcessLookupError):
-                p.kill()
-    await asyncio.gather(*exited, *pumps, return_exceptions=True)
-    if crashed and not stop.is_set():
-        print(f"stopped because {', '.join(crashed)} exited", file=sys.stderr)
+    crashed = asyncio.ensure_future(services.wait_any_exit())
+    await asyncio.wait({stopping, crashed}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (readiness, stopping, crashed):
+        task.cancel()
+    dead = services.exited()
+    await services.stop()
+    if dead and not stop.is_set():
+        print(f"stopped because {', '.join(dead)} exited", file=sys.stderr)
         return 1
     return 0
 
 
+def main() -> int:
+    """Real services when Discord credentials are configured, the sandbox otherwise."""
+    have = configured(Path(".env"))
+    if not have:
+        print("no Discord credentials configured: starting the sandbox (simulated Jira, Discord)")
+        return sandbox_demo.main(sys.argv[1:])
+    missing = [name for name in CREDENTIALS if name not in have]
+    if missing:
+        print(f"set {', '.join(missing)} too (or none of them, for the sandbox)", file=sys.stderr)
+        return 2
+    return asyncio.run(run_for_real())
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(main())

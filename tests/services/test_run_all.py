@@ -1,4 +1,7 @@
-"""``make run``'s launcher: migrate, start four processes that report ready, stop on Ctrl-C."""
+"""``make run``'s launcher with credentials: migrate, start four ready processes, stop on Ctrl-C.
+
+(Without credentials it starts the sandbox instead; ``tests/e2e/test_sandbox_page.py`` runs that.)
+"""
 
 from __future__ import annotations
 
@@ -55,6 +58,11 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
         "DFJ_BUS_PATH": str(tmp_path / "bus.sqlite"),
         "DFJ_DATABASE_URL": f"sqlite:///{tmp_path / 'dfj.sqlite'}",
         "DFJ_DRAIN_GRACE_SECONDS": "2",
+        # An application of our own: the launcher runs the real services, not the sandbox.
+        "DFJ_DISCORD_APPLICATION_ID": "1300000000000000001",
+        "DFJ_DISCORD_PUBLIC_KEY": "ab" * 32,
+        "DFJ_DISCORD_BOT_TOKEN": "test-bot-token-of-the-launcher-test",
+        "DFJ_PUBLIC_URL": "https://dfj.example.org",
     }
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "run.py")],
@@ -76,6 +84,11 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
             if "all 4 services ready" in line:
                 break
         assert any("all 4 services ready" in x for x in lines), "".join(lines)
+        for _ in range(2):  # the two URLs to give Jira and Discord follow the ready line
+            lines.append(proc.stdout.readline())
+        said = "".join(lines)
+        assert "https://dfj.example.org/atlassian-connect.json" in said
+        assert "https://dfj.example.org/discord/interactions" in said
         prefixes = {x.split("|", 1)[0].strip() for x in lines if "|" in x}
         assert {"gateway", "jira-worker", "discord-worker", "linker"} <= prefixes
         assert (tmp_path / "dfj.sqlite").exists()  # migrated before the services started
@@ -98,3 +111,23 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_half_configured_credentials_are_named_not_guessed(tmp_path: Path) -> None:
+    """Some Discord credentials but not all: exit 2 naming what is missing, start nothing."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DFJ_")},
+        "DFJ_DISCORD_APPLICATION_ID": "1300000000000000001",
+    }
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run.py")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2
+    assert "DFJ_DISCORD_PUBLIC_KEY" in out.stderr and "DFJ_DISCORD_BOT_TOKEN" in out.stderr
+    assert not (tmp_path / "var").exists()

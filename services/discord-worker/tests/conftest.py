@@ -19,6 +19,7 @@ Teardown requires every request body to have conformed to Discord's spec.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from types import MappingProxyType
@@ -142,11 +143,14 @@ class DeferringEndpoint:
 
     def __init__(self) -> None:
         self.ephemeral = False
+        self.delay = 0.0  # seconds before answering (Discord takes the answer only then)
         self.url = ""
         self._runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if body.get("type") == 1:
             return web.json_response({"type": 1})
         return web.json_response({"type": 5, "data": {"flags": 64} if self.ephemeral else {}})

@@ -299,6 +299,38 @@ async def test_a_late_public_answer_falls_back_to_the_channel(
     assert not any(c.template and c.template.startswith("/webhooks") for c in rig.sim.calls)
 
 
+async def test_an_answer_that_outruns_discords_acknowledgement_is_retried(
+    rig: Rig, interaction_endpoint: DeferringEndpoint
+) -> None:
+    """The answer is ready before Discord has taken the deferral: 10015 then, not expiry."""
+    interaction_endpoint.delay = 0.6
+    user = rig.sim.user(rig.guild.add_member(username="quick").user_id)
+    body = rig.sim.interactions.slash(rig.channel, user.id, subcommand="issue")
+    sending = asyncio.ensure_future(rig.sim.send_interaction(interaction_endpoint.url, body))
+    await asyncio.sleep(0.1)  # the interaction is out; its deferral is not in yet
+    await rig.publish(
+        INTERACTION_REPLY,
+        reply(rig, body["id"], body["token"], {"content": "quick answer"}, ephemeral=True),
+        session=rig.channel,
+        message_id="quick-1",
+    )
+    await rig.start()
+    assert (await sending).acknowledged
+    await rig.wait_for(lambda: _record(rig, body["id"]).original_message_id is not None)
+
+    def answered() -> bool:
+        original = rig.sim.message(_record(rig, body["id"]).original_message_id)
+        return original is not None and original.content == "quick answer"
+
+    await rig.wait_for(answered)
+    early = [
+        c
+        for c in rig.sim.calls
+        if c.template and c.template.startswith("/webhooks") and c.status == 404
+    ]
+    assert early, "the first attempt came before the acknowledgement"
+
+
 async def test_a_token_discord_calls_invalid_falls_back_too(rig: Rig) -> None:
     await rig.publish(
         INTERACTION_REPLY,

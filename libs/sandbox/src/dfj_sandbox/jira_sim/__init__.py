@@ -5,8 +5,37 @@ app on a new site (a default project, workflow and priorities included) and the 
 :class:`Site` fill it. The app's real client talks to ``site.base_url`` with Connect JWTs or
 impersonation tokens from ``sim.oauth_url``, and every request is checked against Jira's
 OpenAPI document. :mod:`~dfj_sandbox.jira_sim.webhooks` builds the bodies Jira would post.
+
+``await sim.install_app(site, descriptor_url)`` installs the app as Jira does (signed-install
+``installed``, then ``enabled``); from then on every change on the site is a signed webhook
+to the app, retried like Jira's (``sim.webhook_deliveries``, ``await sim.webhooks_idle()``),
+and ``site.app.page_url(...)`` / ``{baseUrl}/plugins/servlet/ac/…`` frame the app's pages.
 """
 
+from dfj_sandbox.jira_sim.changes import (
+    Change,
+    CommentAdded,
+    CommentDeleted,
+    CommentUpdated,
+    IssueCreated,
+    IssueDeleted,
+    IssueUpdated,
+    Observer,
+)
+from dfj_sandbox.jira_sim.connect import (
+    AppInstallation,
+    InstallRefused,
+    LifecyclePolicy,
+    PageModule,
+    WebhookModule,
+)
+from dfj_sandbox.jira_sim.delivery import (
+    DeliveryAttempt,
+    LifecycleDelivery,
+    Outcome,
+    WebhookDelivery,
+)
+from dfj_sandbox.jira_sim.dispatch import WebhookPolicy
 from dfj_sandbox.jira_sim.jql import JqlSyntaxError, Query, parse
 from dfj_sandbox.jira_sim.jql_eval import CompiledQuery, JqlError, compile_query
 from dfj_sandbox.jira_sim.model import (
@@ -29,30 +58,48 @@ from dfj_sandbox.jira_sim.model import (
 )
 from dfj_sandbox.jira_sim.openapi import SPEC_ENV, OpenApiSpec, SpecViolation, locate_spec
 from dfj_sandbox.jira_sim.routes import Limits
-from dfj_sandbox.jira_sim.server import TOKEN_PATH, Call, JiraSimulator
+from dfj_sandbox.jira_sim.server import INSTALL_KEYS_PATH, TOKEN_PATH, Call, JiraSimulator
+from dfj_sandbox.jira_sim.servlet import SERVLET_TEMPLATE
 from dfj_sandbox.jira_sim.site import DEFAULT_PROJECT_KEY, DEFAULT_SCOPES, UNSET, Site
 
 __all__ = [
     "ALL_PROJECTS",
     "DEFAULT_PROJECT_KEY",
     "DEFAULT_SCOPES",
+    "INSTALL_KEYS_PATH",
     "MEMBER_PERMISSIONS",
     "PERMISSIONS",
+    "SERVLET_TEMPLATE",
     "SPEC_ENV",
     "TOKEN_PATH",
     "UNSET",
+    "AppInstallation",
     "Call",
+    "Change",
     "ChangeItem",
     "Changelog",
     "Comment",
+    "CommentAdded",
+    "CommentDeleted",
+    "CommentUpdated",
     "CompiledQuery",
+    "DeliveryAttempt",
+    "InstallRefused",
     "Issue",
+    "IssueCreated",
+    "IssueDeleted",
     "IssueType",
+    "IssueUpdated",
     "JiraSimulator",
     "JqlError",
     "JqlSyntaxError",
+    "LifecycleDelivery",
+    "LifecyclePolicy",
     "Limits",
+    "Observer",
     "OpenApiSpec",
+    "Outcome",
+    "PageModule",
     "Priority",
     "Project",
     "Query",
@@ -63,6 +110,9 @@ __all__ = [
     "Transition",
     "User",
     "Visibility",
+    "WebhookDelivery",
+    "WebhookModule",
+    "WebhookPolicy",
     "Workflow",
     "compile_query",
     "locate_spec",

@@ -160,7 +160,7 @@ def delete_comment(req: RestRequest) -> Reply:
     issue = visible_issue(req)
     comment = _comment(req, issue)
     _may_change_comment(req, issue, comment, "DELETE")
-    req.site.delete_comment(issue, comment.id)
+    req.site.delete_comment(issue, comment.id, by=req.viewer.account_id)
     return Reply(status=204)
 
 

@@ -315,7 +315,7 @@ def delete_issue(req: RestRequest) -> Reply:
         req.site.project_of(issue),
         "You do not have permission to delete issues in this project.",
     )
-    req.site.delete_issue(issue)
+    req.site.delete_issue(issue, by=req.viewer.account_id)
     return Reply(status=204)
 
 

@@ -7,6 +7,16 @@ Layout of the server (``sim.url`` is ``http://127.0.0.1:<port>``):
   (``/rest/api/3/issue/10001``), exactly as on ``https://{site}.atlassian.net``.
 - ``{sim.url}/oauth`` is the authorization server (the app's ``DFJ_ATLASSIAN_OAUTH_URL``), with
   the token endpoint at ``{sim.url}/oauth/oauth2/token``.
+- ``{sim.url}/install-keys/{kid}`` is the signed-install key server (the app's
+  ``DFJ_ATLASSIAN_INSTALL_KEYS_URL`` is :attr:`JiraSimulator.install_keys_url`): the PEM public
+  key of every key the simulator has signed with, current or rotated out.
+- ``{baseUrl}/plugins/servlet/ac/{appKey}/{moduleKey}`` frames an app page for the site's
+  signed-in user (:mod:`~dfj_sandbox.jira_sim.servlet`).
+
+Towards the app, the simulator behaves like Jira: :meth:`JiraSimulator.install_app` reads the
+descriptor and posts the signed lifecycle callbacks (:mod:`~dfj_sandbox.jira_sim.connect`);
+from then on every change on the site is a signed webhook, delivered in order and retried
+(:mod:`~dfj_sandbox.jira_sim.dispatch`), recorded in :attr:`JiraSimulator.webhook_deliveries`.
 
 Every request to a site goes through the same steps, in Jira's order: rate limit (429/503 with
 ``Retry-After`` when the site is throttled), authentication (401), the OpenAPI check (404/405
@@ -25,19 +35,27 @@ schemas and records mismatches in :attr:`JiraSimulator.response_violations`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import aiohttp
 from aiohttp import web
 
 from dfj_common.clock import Clock, SystemClock
+from dfj_sandbox.jira_signing import InstallKeyPair
+from dfj_sandbox.jira_sim import connect
 from dfj_sandbox.jira_sim.auth import AuthFailure, Caller, GrantStore, authenticate, scope_allows
+from dfj_sandbox.jira_sim.connect import AppInstallation, LifecyclePolicy
+from dfj_sandbox.jira_sim.delivery import LifecycleDelivery, WebhookDelivery
+from dfj_sandbox.jira_sim.dispatch import WebhookDispatcher, WebhookPolicy
 from dfj_sandbox.jira_sim.jql import ParseCache
 from dfj_sandbox.jira_sim.openapi import (
     OpenApiSpec,
@@ -48,12 +66,16 @@ from dfj_sandbox.jira_sim.openapi import (
 )
 from dfj_sandbox.jira_sim.privacy import REPORT_ACCOUNTS_PATH, report_accounts
 from dfj_sandbox.jira_sim.routes import ROUTES, Limits, Refusal, Reply, RestRequest
+from dfj_sandbox.jira_sim.servlet import SERVLET_TEMPLATE, serve_page
 from dfj_sandbox.jira_sim.site import DEFAULT_SCOPES, Site
 from dfj_sandbox.jira_sim.tokens import exchange
 
-__all__ = ["TOKEN_PATH", "Call", "JiraSimulator"]
+__all__ = ["INSTALL_KEYS_PATH", "TOKEN_PATH", "Call", "JiraSimulator"]
 
 TOKEN_PATH: Final = "/oauth/oauth2/token"  # noqa: S105 - a URL path, not a secret
+INSTALL_KEYS_PATH: Final = "/install-keys"
+_INSTALLING: Final = "installing"
+_PAUSED: Final = "paused"
 _SITE_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _FORM: Final = "application/x-www-form-urlencoded"
 
@@ -107,7 +129,13 @@ def _jira_error(status: int, *messages: str, headers: Mapping[str, str] | None =
 
 
 class JiraSimulator:
-    """A Jira Cloud stand-in on loopback; ``async with JiraSimulator() as sim: ...``."""
+    """A Jira Cloud stand-in on loopback; ``async with JiraSimulator() as sim: ...``.
+
+    ``install_key`` is the first signed-install key (generated when first needed if not
+    given: RSA generation costs tens of milliseconds, and most simulators in a test run
+    never install an app). ``webhook_policy`` and ``lifecycle_policy`` say how calls to the
+    app are retried (sandbox-short by default; either may be replaced on the instance).
+    """
 
     def __init__(
         self,
@@ -120,6 +148,9 @@ class JiraSimulator:
         token_lifetime: int = 900,
         validate_responses: bool = False,
         limits: Limits | None = None,
+        install_key: InstallKeyPair | None = None,
+        webhook_policy: WebhookPolicy | None = None,
+        lifecycle_policy: LifecyclePolicy | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._spec_source = spec
@@ -140,6 +171,18 @@ class JiraSimulator:
         self.response_violations: list[SpecViolation] = []
         self.unserved: list[str] = []
         self.token_requests: list[Call] = []
+        self.webhook_policy = webhook_policy or WebhookPolicy()
+        self.lifecycle_policy = lifecycle_policy or LifecyclePolicy()
+        self.webhook_deliveries: list[WebhookDelivery] = []
+        self.lifecycle_deliveries: list[LifecycleDelivery] = []
+        self.install_key_requests: Counter[str] = Counter()
+        self._install_keys: dict[str, InstallKeyPair] = {}
+        self._install_key: InstallKeyPair | None = None
+        if install_key is not None:
+            self._add_install_key(install_key)
+        self._dispatchers: dict[str, WebhookDispatcher] = {}
+        self._paused = False
+        self._http: aiohttp.ClientSession | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -164,6 +207,9 @@ class JiraSimulator:
             self._spec = OpenApiSpec.load(locate_spec(explicit, environ))
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post(TOKEN_PATH, self._token)
+        app.router.add_get(INSTALL_KEYS_PATH + "/{kid}", self._install_key_pem)
+        # Before the REST catch-all, which would otherwise take the servlet's paths.
+        app.router.add_get("/sites/{site}/plugins/servlet/ac/{app_key}/{module_key}", self._servlet)
         app.router.add_route("*", "/sites/{site}", self._rest)
         app.router.add_route("*", "/sites/{site}/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
@@ -172,9 +218,15 @@ class JiraSimulator:
         await listener.start()
         host, port = self._runner.addresses[0][:2]
         self._url = f"http://{host}:{port}"
+        self._http = aiohttp.ClientSession()
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Cancel webhook deliveries (undelivered ones become ``cancelled``), stop listening."""
+        for name in list(self._dispatchers):
+            await self._stop_dispatcher(name)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -203,6 +255,146 @@ class JiraSimulator:
         """The token endpoint, ``{oauth_url}/oauth2/token``."""
         return self.url + TOKEN_PATH
 
+    @property
+    def install_keys_url(self) -> str:
+        """The key server's base URL, no trailing slash: ``DFJ_ATLASSIAN_INSTALL_KEYS_URL``."""
+        return self.url + INSTALL_KEYS_PATH
+
+    # --- signed-install keys --------------------------------------------------------------
+
+    @property
+    def install_key(self) -> InstallKeyPair:
+        """The key ``installed``/``uninstalled`` are signed with now (served by kid)."""
+        key = self._install_key
+        if key is None:
+            key = InstallKeyPair.generate()
+            self._add_install_key(key)
+        return key
+
+    def rotate_install_key(self, key: InstallKeyPair | None = None) -> InstallKeyPair:
+        """Sign with a new key (a fresh one unless given) from now on; the old stays served.
+
+        Atlassian gives a rotated key a new ``kid``, which is why apps may cache keys by kid.
+        """
+        new = key or InstallKeyPair.generate()
+        self._add_install_key(new)
+        return new
+
+    def _add_install_key(self, key: InstallKeyPair) -> None:
+        if key.kid in self._install_keys and self._install_keys[key.kid] is not key:
+            raise ValueError(f"an install key with kid {key.kid} exists")
+        self._install_keys[key.kid] = key
+        self._install_key = key
+
+    async def _install_key_pem(self, request: web.Request) -> web.StreamResponse:
+        kid = request.match_info["kid"]
+        self.install_key_requests[kid] += 1
+        key = self._install_keys.get(kid)
+        if key is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=key.public_pem, content_type="text/plain")
+
+    # --- the app: install, uninstall, webhooks --------------------------------------------
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            raise RuntimeError("the Jira simulator is not started")
+        return self._http
+
+    async def install_app(
+        self, site: Site, descriptor_url: str, *, new_secret: bool = False
+    ) -> AppInstallation:
+        """Install (or re-install) the app on ``site`` from its descriptor, as Jira does.
+
+        See :mod:`~dfj_sandbox.jira_sim.connect` for the flow and what is refused
+        (:class:`~dfj_sandbox.jira_sim.connect.InstallRefused`). ``new_secret`` hands the app
+        a fresh shared secret. Webhooks of the site are held until the install is over, so
+        none overtakes ``installed`` or ``enabled``; they start with the first install.
+        """
+        http = self._session()
+        dispatcher = self._dispatchers.get(site.name)
+        if dispatcher is None:
+            dispatcher = self._start_dispatcher(site)
+        dispatcher.hold(_INSTALLING)
+        try:
+            return await connect.install_app(
+                site,
+                descriptor_url,
+                http=http,
+                key=self.install_key,
+                policy=self.lifecycle_policy,
+                records=self.lifecycle_deliveries,
+                new_secret=new_secret,
+            )
+        finally:
+            dispatcher.release(_INSTALLING)
+            if site.app is None:
+                await self._stop_dispatcher(site.name)
+
+    async def uninstall_app(self, site: Site) -> LifecycleDelivery | None:
+        """Stop the site's webhooks (queued ones become ``cancelled``), then post
+        ``uninstalled``; the record of that callback, or None if the app has none.
+
+        Call :meth:`webhooks_idle` first to have queued webhooks delivered. LookupError if the
+        app is not installed on ``site``.
+        """
+        if site.app is None:
+            raise LookupError(f"the app is not installed on {site.name}")
+        await self._stop_dispatcher(site.name)
+        return await connect.uninstall_app(
+            site,
+            http=self._session(),
+            key=self.install_key,
+            policy=self.lifecycle_policy,
+            records=self.lifecycle_deliveries,
+        )
+
+    def _start_dispatcher(self, site: Site) -> WebhookDispatcher:
+        dispatcher = WebhookDispatcher(
+            site,
+            http=self._session(),
+            policy=lambda: self.webhook_policy,
+            records=lambda: self.webhook_deliveries,
+        )
+        if self._paused:
+            dispatcher.hold(_PAUSED)
+        dispatcher.start()
+        self._dispatchers[site.name] = dispatcher
+        return dispatcher
+
+    async def _stop_dispatcher(self, name: str) -> None:
+        dispatcher = self._dispatchers.pop(name, None)
+        if dispatcher is not None:
+            await dispatcher.close()
+
+    def pause_webhooks(self) -> None:
+        """Send no webhook (changes still queue) until :meth:`resume_webhooks`."""
+        self._paused = True
+        for dispatcher in self._dispatchers.values():
+            dispatcher.hold(_PAUSED)
+
+    def resume_webhooks(self) -> None:
+        """Deliver again, starting with what queued while paused."""
+        self._paused = False
+        for dispatcher in self._dispatchers.values():
+            dispatcher.release(_PAUSED)
+
+    async def webhooks_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no webhook is queued or in flight on any site.
+
+        TimeoutError after ``timeout`` seconds — e.g. while :meth:`pause_webhooks` holds
+        deliveries back, or a retried delivery is still within its budget.
+        """
+        async with asyncio.timeout(timeout):
+            while any(d.pending for d in self._dispatchers.values()):
+                for dispatcher in list(self._dispatchers.values()):
+                    await dispatcher.idle()
+
+    def webhooks_for(self, site: Site | str | None = None) -> list[WebhookDelivery]:
+        """The recorded webhook deliveries, of one site (by name or object) or of all."""
+        name = site.name if isinstance(site, Site) else site
+        return [d for d in self.webhook_deliveries if name is None or d.site == name]
+
     # --- sites ----------------------------------------------------------------------------
 
     def add_site(
@@ -216,7 +408,12 @@ class JiraSimulator:
         scopes: Iterable[str] = DEFAULT_SCOPES,
         with_defaults: bool = True,
     ) -> Site:
-        """A new site at ``{url}/sites/{name}`` with the app installed on it."""
+        """A new site at ``{url}/sites/{name}`` that knows the app's credentials.
+
+        The app can call the site's REST API at once (its clientKey, shared secret and OAuth
+        client id are set); :meth:`install_app` runs Jira's install flow against the app
+        itself, after which the site sends webhooks.
+        """
         name = name or f"site{len(self._sites) + 1}"
         if not _SITE_NAME.match(name):
             raise ValueError("a site name is lower-case letters, digits and dashes")
@@ -273,6 +470,9 @@ class JiraSimulator:
         self.response_violations.clear()
         self.unserved.clear()
         self.token_requests.clear()
+        self.webhook_deliveries.clear()
+        self.lifecycle_deliveries.clear()
+        self.install_key_requests.clear()
 
     def _record(self, pending: _Pending, status: int) -> None:
         self.calls.append(
@@ -325,6 +525,31 @@ class JiraSimulator:
         return web.json_response(
             dict(body), status=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
         )
+
+    # --- the page servlet -----------------------------------------------------------------
+
+    async def _servlet(self, request: web.Request) -> web.StreamResponse:
+        site = self._sites.get(request.match_info["site"])
+        pending = _Pending(
+            method="GET",
+            path=request.path if site is None else request.path[len(site.base_path) :],
+            query=tuple(request.rel_url.query.items()),
+            site=None if site is None else site.name,
+            auth="none",
+            template=SERVLET_TEMPLATE,
+        )
+        if site is None:
+            self._record(pending, 404)
+            return web.Response(status=404, text="Site temporarily unavailable")
+        pending.account_id = site.signed_in
+        response = serve_page(
+            site,
+            request.match_info["app_key"],
+            request.match_info["module_key"],
+            {name: value for name, value in request.rel_url.query.items()},
+        )
+        self._record(pending, response.status)
+        return response
 
     # --- REST -----------------------------------------------------------------------------
 

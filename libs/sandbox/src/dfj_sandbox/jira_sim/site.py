@@ -13,6 +13,12 @@ and do everything, which is what an app with broad scopes meets on a real site.
 Access rules (what the REST layer asks): a user needs ``BROWSE_PROJECTS`` in the project to see
 an issue, and membership of the issue's security level when it has one; a comment with a
 visibility is seen only by members of that project role or group.
+
+Every change made through these methods is reported to ``site.observers`` as a typed record
+(:mod:`~dfj_sandbox.jira_sim.changes`); that is how an installed app's webhooks follow from
+both a test's builder calls and the app's own REST calls. The app's REST credentials exist
+from the start (``add_site``); the Connect install flow itself (descriptor, signed
+``installed``, ``enabled``) is :meth:`JiraSimulator.install_app`, which sets :attr:`Site.app`.
 """
 
 from __future__ import annotations
@@ -23,10 +29,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from enum import Enum
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from dfj_common.clock import Clock
 from dfj_sandbox.jira_sim import adf
+from dfj_sandbox.jira_sim.changes import (
+    Change,
+    CommentAdded,
+    CommentDeleted,
+    CommentUpdated,
+    IssueCreated,
+    IssueDeleted,
+    IssueUpdated,
+    Observer,
+)
 from dfj_sandbox.jira_sim.model import (
     ALL_PROJECTS,
     DONE,
@@ -49,6 +65,9 @@ from dfj_sandbox.jira_sim.model import (
 )
 from dfj_sandbox.jira_sim.ratelimit import SiteLimiter
 from dfj_sandbox.jira_sim.reporting import Reporting
+
+if TYPE_CHECKING:
+    from dfj_sandbox.jira_sim.connect import AppInstallation
 
 __all__ = ["DEFAULT_PROJECT_KEY", "DEFAULT_SCOPES", "UNSET", "Site", "Unset", "default_workflow"]
 
@@ -125,6 +144,10 @@ class Site:
         self.priorities: tuple[Priority, ...] = _PRIORITIES
         self.issues: dict[str, Issue] = {}
         self.changelogs: list[Changelog] = []
+        self.observers: list[Observer] = []
+        # Set by JiraSimulator.install_app, cleared by uninstall_app.
+        self.app: AppInstallation | None = None
+        self.signed_in: str | None = None
         app_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{client_key}/{app_key}")
         self.app_user = User(
             account_id=f"557058:{app_id}",
@@ -158,6 +181,26 @@ class Site:
 
     def _next_id(self) -> str:
         return str(next(self._ids))
+
+    def _notify(self, change: Change) -> None:
+        for observer in tuple(self.observers):
+            observer(change)
+
+    # --- the browser ----------------------------------------------------------------------
+
+    def sign_in(self, account_id: str) -> User:
+        """Make ``account_id`` the user whose browser opens app pages on this site.
+
+        Jira frames an app page with a JWT whose ``sub`` is the signed-in user; the simulator
+        has one "browser" per site, so the servlet ``/plugins/servlet/ac/…`` uses this user.
+        """
+        user = self._require_user(account_id)
+        self.signed_in = user.account_id
+        return user
+
+    def sign_out(self) -> None:
+        """Nobody is signed in any more (app pages answer "log in to Jira")."""
+        self.signed_in = None
 
     # --- rate limits ----------------------------------------------------------------------
 
@@ -454,6 +497,7 @@ class Site:
             watchers=() if reporter is None else (reporter,),
         )
         self.issues[issue.id] = issue
+        self._notify(IssueCreated(issue=issue, by=None, at=now))
         return issue
 
     def _status_id(self, project: Project, id_or_name: str) -> str:
@@ -542,8 +586,10 @@ class Site:
             items=items,
         )
         if items:
-            self.issues[old.id] = replace(new, updated=now)
+            stored = replace(new, updated=now)
+            self.issues[old.id] = stored
             self.changelogs.append(changelog)
+            self._notify(IssueUpdated(issue=stored, changelog=changelog, at=now))
         return changelog
 
     def _diff(self, old: Issue, new: Issue) -> Iterator[ChangeItem]:
@@ -607,10 +653,11 @@ class Site:
                 lambda i: project.workflow.status(i).name,
             )
 
-    def delete_issue(self, issue: Issue | str) -> Issue:
-        """Remove an issue; the removed record is returned (for a deleted webhook)."""
+    def delete_issue(self, issue: Issue | str, *, by: str | None = None) -> Issue:
+        """Remove an issue; the removed record is returned (``by``: who deleted it)."""
         found = self._require_issue(issue)
         del self.issues[found.id]
+        self._notify(IssueDeleted(issue=found, by=by, at=self._clock.now()))
         return found
 
     # --- comments and watchers ------------------------------------------------------------
@@ -640,7 +687,9 @@ class Site:
             update_author=author,
             visibility=visibility,
         )
-        self.issues[found.id] = replace(found, comments=(*found.comments, comment), updated=now)
+        stored = replace(found, comments=(*found.comments, comment), updated=now)
+        self.issues[found.id] = stored
+        self._notify(CommentAdded(issue=stored, comment=comment, at=now))
         return comment
 
     def update_comment(
@@ -665,17 +714,23 @@ class Site:
             update_author=by or self.app_user.account_id,
         )
         comments = tuple(new if c.id == comment_id else c for c in found.comments)
-        self.issues[found.id] = replace(found, comments=comments, updated=now)
+        stored = replace(found, comments=comments, updated=now)
+        self.issues[found.id] = stored
+        self._notify(CommentUpdated(issue=stored, comment=new, at=now))
         return new
 
-    def delete_comment(self, issue: Issue | str, comment_id: str) -> Comment:
-        """Remove a comment; the removed record is returned."""
+    def delete_comment(
+        self, issue: Issue | str, comment_id: str, *, by: str | None = None
+    ) -> Comment:
+        """Remove a comment; the removed record is returned (``by``: who removed it)."""
         found = self._require_issue(issue)
         old = found.comment(comment_id)
         if old is None:
             raise LookupError(f"no comment {comment_id} on {found.key}")
         comments = tuple(c for c in found.comments if c.id != comment_id)
-        self.issues[found.id] = replace(found, comments=comments)
+        stored = replace(found, comments=comments)
+        self.issues[found.id] = stored
+        self._notify(CommentDeleted(issue=stored, comment=old, by=by, at=self._clock.now()))
         return old
 
     def add_watcher(self, issue: Issue | str, account_id: str) -> Issue:

@@ -17,12 +17,25 @@ and ``description`` and comment ``body`` are plain text, not ADF.
 
 ``issue_event_type_name`` for an update follows Jira: ``issue_assigned`` when only the
 assignee changed, ``issue_generic`` for a status change, otherwise ``issue_updated``.
+
+:func:`bodies_for` maps one site change (:mod:`~dfj_sandbox.jira_sim.changes`) to every
+webhook Jira sends for it — a new comment is both ``comment_created`` and a
+``jira:issue_updated`` with ``issue_commented``, as on Jira Cloud.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from dfj_sandbox.jira_sim.changes import (
+    Change,
+    CommentAdded,
+    CommentDeleted,
+    CommentUpdated,
+    IssueCreated,
+    IssueDeleted,
+    IssueUpdated,
+)
 from dfj_sandbox.jira_sim.model import Changelog, Comment, Issue
 from dfj_sandbox.jira_sim.render import (
     ALL_FIELDS,
@@ -33,6 +46,7 @@ from dfj_sandbox.jira_sim.render import (
 from dfj_sandbox.jira_sim.site import Site
 
 __all__ = [
+    "bodies_for",
     "comment_created",
     "comment_deleted",
     "comment_updated",
@@ -173,3 +187,23 @@ def comment_deleted(
 ) -> dict[str, Any]:
     """``comment_deleted`` (``comment`` is the removed record; see Site.delete_comment)."""
     return _comment_event(site, "comment_deleted", issue, comment, timestamp)
+
+
+def bodies_for(site: Site, change: Change) -> list[tuple[str, dict[str, Any]]]:
+    """Every ``(webhook event, body)`` Jira sends for ``change``, in Jira's order."""
+    bodies: list[tuple[str, dict[str, Any]]] = []
+    match change:
+        case IssueCreated(issue=issue, by=by, at=at):
+            bodies.append(("jira:issue_created", issue_created(site, issue, user=by, timestamp=at)))
+        case IssueUpdated(issue=issue, changelog=changelog) if changelog.items:
+            bodies.append(("jira:issue_updated", issue_updated(site, issue, changelog)))
+        case IssueDeleted(issue=issue, by=by, at=at):
+            bodies.append(("jira:issue_deleted", issue_deleted(site, issue, user=by, timestamp=at)))
+        case CommentAdded(issue=issue, comment=comment):
+            bodies.append(("comment_created", comment_created(site, issue, comment)))
+            bodies.append(("jira:issue_updated", issue_commented(site, issue, comment)))
+        case CommentUpdated(issue=issue, comment=comment):
+            bodies.append(("comment_updated", comment_updated(site, issue, comment)))
+        case CommentDeleted(issue=issue, comment=comment, at=at):
+            bodies.append(("comment_deleted", comment_deleted(site, issue, comment, timestamp=at)))
+    return bodies

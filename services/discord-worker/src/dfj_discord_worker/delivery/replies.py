@@ -8,6 +8,8 @@ interaction's webhook token, which works for 15 minutes:
 - ``followup`` true → a follow-up message (ephemeral when asked). Discord's follow-ups take no
   nonce, so the delivery log marks one ``sent`` once Discord accepted it and a redelivery
   skips it; only a crash between Discord's answer and that record can post a second copy;
+- Discord calling a token of a few seconds expired (10015 Unknown Webhook) means it has not
+  finished taking the deferred response yet: retried shortly (``RateLimited``);
 - the token too old, or Discord calling it expired (10015 Unknown Webhook, 50027 Invalid
   Webhook Token): a public answer falls back to a bot message in the channel (with a nonce),
   a private one is dropped with a log — the user would otherwise see a stranger's answer.
@@ -22,6 +24,7 @@ import structlog
 
 from dfj_common.clock import Clock
 from dfj_common.envelope import Envelope
+from dfj_common.errors import RateLimited
 from dfj_common.runtime import HandlerContext
 from dfj_common.storage import Repositories
 from dfj_discord_worker.delivery import limits
@@ -36,6 +39,10 @@ _log: Final = structlog.get_logger("dfj.discord_worker.replies")
 TOKEN_LIFE: Final = timedelta(minutes=15)
 EPHEMERAL: Final = 1 << 6
 _MARGIN: Final = 30.0  # seconds: do not start a call the token may not outlive
+# "Unknown Webhook" this soon after the interaction means "not acknowledged yet", not expired.
+_SETTLING: Final = 10.0
+_SETTLING_RETRY: Final = 0.25
+UNKNOWN_WEBHOOK: Final = 10015
 
 
 class Replier:
@@ -64,6 +71,12 @@ class Replier:
         except DiscordError as exc:
             if not exc.interaction_expired:
                 raise
+            if exc.code == UNKNOWN_WEBHOOK and age < _SETTLING:
+                # A token seconds old is not expired: Discord has not finished taking the
+                # deferred response yet (the worker can be that fast). Ask again shortly.
+                raise RateLimited(
+                    "interaction not yet acknowledged by Discord", retry_after=_SETTLING_RETRY
+                ) from exc
             await self._too_late(envelope, reply, age=age)
             return
         if reply.followup:

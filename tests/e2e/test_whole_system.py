@@ -1,0 +1,202 @@
+"""The whole system, every service in its own process, driven only through Jira and Discord.
+
+One sandbox for the module (starting four processes costs seconds): the simulated site
+installs the app, Alice connects the server from the configuration page in Jira, links her
+account through both OAuth pages and subscribes #general — each step through the real
+protocols (see ``dfj_sandbox.stack``). The tests then act as a Jira user or a Discord member
+and look only at what the simulators received, as the people would see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import pytest_asyncio
+
+from dfj_sandbox.discord_sim import Message
+from dfj_sandbox.stack import Cast, Member, Sandbox, build_cast, file_sink, first_run
+
+pytestmark = [
+    pytest.mark.crossprocess,
+    pytest.mark.slow,
+    pytest.mark.asyncio(loop_scope="module"),
+    pytest.mark.timeout(120),
+]
+
+T = TypeVar("T")
+
+
+class System:
+    """The running sandbox and its cast, with the waits a test needs."""
+
+    def __init__(self, sandbox: Sandbox, cast: Cast, logs: Path) -> None:
+        self.sandbox = sandbox
+        self.cast = cast
+        self.logs = logs
+
+    @property
+    def site(self) -> Any:
+        return self.cast.site
+
+    def channel(self) -> list[Message]:
+        return self.sandbox.discord.messages(self.cast.channel_id, ephemeral=False)
+
+    def notifications(self, key: str) -> list[Message]:
+        """Public messages of the channel whose embed is about ``key``, in channel order."""
+        return [
+            m
+            for m in self.channel()
+            if m.embeds and str(m.embeds[0].get("title", "")).startswith(f"{key}: ")
+        ]
+
+    async def until(self, probe: Callable[[], T | None], what: str, timeout: float = 20) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            found = probe()
+            if found:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; service logs in {self.logs}")
+
+
+@pytest_asyncio.fixture(name="system", scope="module", loop_scope="module")
+async def _system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
+    workdir = tmp_path_factory.mktemp("whole-system")
+    async with Sandbox(workdir=workdir, sink=file_sink(workdir / "logs")) as sandbox:
+        cast = build_cast(sandbox)
+        await first_run(sandbox, cast)
+        yield System(sandbox, cast, workdir / "logs")
+
+
+async def test_changes_in_jira_arrive_in_the_channel_in_order_exactly_once(system: System) -> None:
+    site = system.site
+    issue = site.create_issue(summary="Printer on fire", reporter=system.cast.bob.account_id)
+    [created] = await system.until(lambda: system.notifications(issue.key), "the created embed")
+    assert created.embeds[0]["url"].endswith(f"/browse/{issue.key}")
+    start = site.project_of(issue).workflow.available(issue.status_id)[0]
+    site.transition_issue(issue, start.id, by=system.cast.bob.account_id)
+    site.add_comment(issue, "Extinguisher found.", author=system.cast.bob.account_id)
+    await system.until(
+        lambda: len(system.notifications(issue.key)) >= 3 or None, "three notifications"
+    )
+    await system.sandbox.jira.webhooks_idle()
+    await asyncio.sleep(1.0)  # anything duplicated or late would land by now
+    embeds = [m.embeds[0] for m in system.notifications(issue.key)]
+    descriptions = [str(e.get("description", "")) for e in embeds]
+    assert len(embeds) == 3, descriptions
+    assert "created" in descriptions[0].lower()
+    fields = {f["name"]: f["value"] for f in embeds[1].get("fields", [])}
+    assert start.name in " ".join(fields.values()) or start.name in descriptions[1]
+    assert "Extinguisher found." in descriptions[2]
+    assert system.sandbox.discord.duplicates(system.cast.channel_id) == {}
+
+
+async def test_create_as_a_linked_member_makes_her_the_reporter(system: System) -> None:
+    alice = system.cast.alice
+    opened = await system.sandbox.send(
+        system.sandbox.discord.interactions.slash(
+            system.cast.channel_id, alice.discord_user_id, subcommand="create"
+        )
+    )
+    assert opened.initial["type"] == 9, opened.initial
+    form = opened.initial["data"]
+    submit = system.sandbox.discord.interactions.modal_submit(
+        system.cast.channel_id,
+        alice.discord_user_id,
+        form["custom_id"],
+        {"summary": "Coffee machine leaks", "description": "", "project": "DEMO", "issuetype": ""},
+    )
+    answer = await system.sandbox.send(submit)
+
+    def created() -> Any:
+        return next(
+            (i for i in system.site.issues.values() if i.summary == "Coffee machine leaks"), None
+        )
+
+    issue = await system.until(created, "the issue in Jira")
+    assert issue.reporter == alice.account_id
+    assert issue.key in answer.content
+
+
+async def test_an_unlinked_member_gets_the_link_prompt(system: System) -> None:
+    bob = system.cast.bob
+    before = len(system.site.issues)
+    answer = await system.sandbox.run_command(
+        system.cast.channel_id, bob, "issue", {"key": "DEMO-1"}
+    )
+    assert answer.message is not None and answer.message.ephemeral
+    assert "link" in answer.content.lower()
+    assert len(system.site.issues) == before
+
+
+async def test_a_linked_member_without_permission_is_refused_clearly(system: System) -> None:
+    sandbox, cast = system.sandbox, system.cast
+    account = cast.site.add_user("557058:carol-viewer", "Carol Viewer")
+    carol = Member("Carol", cast.guild.add_member(username="carol").user_id, account.account_id)
+    await sandbox.link(cast.site, cast.channel_id, carol)
+    cast.site.revoke(account.account_id, "CREATE_ISSUES")
+    opened = await sandbox.send(
+        sandbox.discord.interactions.slash(
+            cast.channel_id, carol.discord_user_id, subcommand="create"
+        )
+    )
+    before = len(cast.site.issues)
+    answer = await sandbox.send(
+        sandbox.discord.interactions.modal_submit(
+            cast.channel_id,
+            carol.discord_user_id,
+            opened.initial["data"]["custom_id"],
+            {"summary": "Not allowed", "description": "", "project": "DEMO", "issuetype": ""},
+        )
+    )
+    assert answer.message is not None and answer.message.ephemeral
+    assert "permission" in answer.content.lower(), answer.content
+    assert len(cast.site.issues) == before
+
+
+async def test_assign_to_me_button_changes_the_issue_in_jira(system: System) -> None:
+    site, alice = system.site, system.cast.alice
+    issue = site.create_issue(summary="Needs an owner")
+    [message] = await system.until(lambda: system.notifications(issue.key), "the embed")
+    answer = await system.sandbox.send(
+        system.sandbox.discord.interactions.click(
+            message, alice.discord_user_id, f"assign-me:{issue.key}"
+        )
+    )
+    assert answer.status == 200
+    await system.until(
+        lambda: site.issue(issue.key).assignee == alice.account_id or None, "the assignment"
+    )
+    # The change comes back as a webhook, and the channel hears of it like any other.
+    await system.until(lambda: len(system.notifications(issue.key)) >= 2 or None, "the update")
+
+
+async def test_transition_button_offers_the_workflow_and_moves_the_issue(system: System) -> None:
+    site, alice = system.site, system.cast.alice
+    issue = site.create_issue(summary="Ready to start")
+    [message] = await system.until(lambda: system.notifications(issue.key), "the embed")
+    offered = await system.sandbox.send(
+        system.sandbox.discord.interactions.click(
+            message, alice.discord_user_id, f"transition:{issue.key}"
+        )
+    )
+    assert offered.message is not None, offered
+    picker = offered.message
+    select = next(
+        c for row in picker.components for c in row.get("components", []) if c.get("type") == 3
+    )
+    wanted = site.project_of(issue).workflow.available(issue.status_id)[0]
+    value = next(o["value"] for o in select["options"] if wanted.name in o["label"])
+    await system.sandbox.send(
+        system.sandbox.discord.interactions.click(
+            picker, alice.discord_user_id, select["custom_id"], values=[value]
+        )
+    )
+    await system.until(
+        lambda: site.issue(issue.key).status_id == wanted.to or None, "the transition"
+    )
