@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
+import resource
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,6 +39,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from dfj_common.bus.local import LocalBus
 from dfj_sandbox.discord_sim import RateLimits
 from dfj_sandbox.jira_sim import JiraSimulator
 from dfj_sandbox.stack import Sandbox, build_cast, file_sink, first_run
@@ -56,6 +59,8 @@ class Result:
     latencies: list[float]
     elapsed: float
     posts: int = 0
+    cpu_ms: dict[str, float] | None = None
+    """CPU milliseconds per event, by process (the simulators' process is "simulators")."""
 
     def pct(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -143,6 +148,8 @@ async def pipeline(
                 raise SystemExit(f"subscribe failed: {answer.content!r}")
             projects.append((key, channel.id))
         sandbox.discord.reset_records()
+        before = _cpu(sandbox)
+        depths = asyncio.ensure_future(_watch_depths(Path(sandbox.environ["DFJ_BUS_PATH"])))
         made: dict[str, tuple[float, str]] = {}
         start = time.perf_counter()
         for i, offset in enumerate(_pace(rate, count)):
@@ -160,12 +167,59 @@ async def pipeline(
                 break
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - start
+        after = _cpu(sandbox)
+        depths.cancel()
+        peak = await asyncio.gather(depths, return_exceptions=True)
+        print(f"  {label}: peak queue depth (waiting + locked) {peak[0]}")
         await asyncio.sleep(0.5)
         seen = _delivered(sandbox, [c for _, c in projects])
         posts = sum(len(sandbox.discord.messages(c)) for _, c in projects)
+        answers = sorted(
+            a.elapsed
+            for d in sandbox.jira.webhooks_for(cast.site)[-count:]
+            for a in d.attempts
+            if a.ok
+        )
+        if answers:
+            print(
+                f"  {label}: the gateway answered webhooks in p50 "
+                f"{1000 * answers[len(answers) // 2]:.1f} ms, p99 "
+                f"{1000 * answers[int(len(answers) * 0.99) - 1]:.1f} ms"
+            )
     latencies = [min(seen[k]) - t for k, (t, _) in made.items() if k in seen]
     duplicated = sum(len(v) - 1 for v in seen.values())
-    return Result(label, count, len(latencies), duplicated, latencies, elapsed, posts)
+    cpu = {name: 1000 * (after[name] - before[name]) / count for name in after}
+    return Result(label, count, len(latencies), duplicated, latencies, elapsed, posts, cpu)
+
+
+async def _watch_depths(path: Path) -> dict[str, int]:
+    """The deepest each queue got (sampled every 0.2 s) until cancelled."""
+    peak: dict[str, int] = {}
+    bus = await LocalBus.open(path)
+    try:
+        while True:
+            for q in await bus.stats():
+                peak[q.queue] = max(peak.get(q.queue, 0), q.active + q.locked)
+            await asyncio.sleep(0.2)
+    except asyncio.CancelledError:
+        return peak
+    finally:
+        await bus.close()
+
+
+def _cpu(sandbox: Sandbox) -> dict[str, float]:
+    """CPU seconds used so far by each service process and by this (the simulators') one."""
+    used: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name in sandbox.services.names:
+        pid = sandbox.services.pid(name)
+        if pid is None:
+            continue
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / tick
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    used["simulators"] = me.ru_utime + me.ru_stime
+    return used
 
 
 def _delivered(sandbox: Sandbox, channel_ids: Sequence[str]) -> dict[str, list[float]]:
@@ -227,6 +281,11 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{r.label:<40}{r.sent:>6}{r.delivered:>6}{r.duplicated:>5}"
                 f"{r.pct(0.5):>9.1f}{r.pct(0.99):>9.1f}{ratio}"
             )
+    print("CPU ms per event, by process:")
+    for _, run in [*results, (None, limited)]:
+        if run.cpu_ms:
+            parts = ", ".join(f"{k} {v:.1f}" for k, v in run.cpu_ms.items())
+            print(f"  {run.label:<38}{parts} (total {sum(run.cpu_ms.values()):.1f})")
     per_channel = math.ceil(limited_count / args.channels / PACK)
     floor = floor_seconds([per_channel] * args.channels)
     print(

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 import pytest_asyncio
 
+from dfj_common.storage import Database, Drafts, GuildConnections, Installations, UserLinks
 from dfj_sandbox.discord_sim import Message
 from dfj_sandbox.stack import Cast, Member, Sandbox, build_cast, file_sink, first_run
 
@@ -64,13 +65,25 @@ class System:
         raise AssertionError(f"timed out waiting for {what}; service logs in {self.logs}")
 
 
+# An uninstalled site's data is kept this long before it is erased (the last test waits it out).
+RETENTION_SECONDS = 6.0
+
+
 @pytest_asyncio.fixture(name="system", scope="module", loop_scope="module")
 async def _system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
     workdir = tmp_path_factory.mktemp("whole-system")
-    async with Sandbox(workdir=workdir, sink=file_sink(workdir / "logs")) as sandbox:
+    async with Sandbox(
+        workdir=workdir,
+        sink=file_sink(workdir / "logs"),
+        sandbox_environ={"DFJ_UNINSTALL_RETENTION_DAYS": str(RETENTION_SECONDS / 86400)},
+    ) as sandbox:
         cast = build_cast(sandbox)
         await first_run(sandbox, cast)
         yield System(sandbox, cast, workdir / "logs")
+
+
+async def _database(system: System) -> Database:
+    return Database.open(system.sandbox.environ["DFJ_DATABASE_URL"])
 
 
 async def test_changes_in_jira_arrive_in_the_channel_in_order_exactly_once(system: System) -> None:
@@ -200,3 +213,109 @@ async def test_transition_button_offers_the_workflow_and_moves_the_issue(system:
     await system.until(
         lambda: site.issue(issue.key).status_id == wanted.to or None, "the transition"
     )
+
+
+async def test_create_from_message_suggests_fields_and_removes_the_draft(system: System) -> None:
+    sandbox, cast, alice = system.sandbox, system.cast, system.cast.alice
+    said = sandbox.discord.add_message(
+        cast.channel_id,
+        cast.bob.discord_user_id,
+        "The checkout page times out for every customer since the deploy",
+    )
+    offered = await sandbox.send(
+        sandbox.discord.interactions.message_command(said, alice.discord_user_id)
+    )
+    assert offered.message is not None and offered.message.ephemeral, offered
+    review = next(
+        c["custom_id"]
+        for row in offered.message.components
+        for c in row.get("components", [])
+        if str(c.get("custom_id", "")).startswith("draft-review:")
+    )
+    database = await _database(system)
+    try:
+        drafts = Drafts(database)
+        assert len(await drafts.list_for_discord_user(alice.discord_user_id)) == 1
+        opened = await sandbox.send(
+            sandbox.discord.interactions.click(offered.message, alice.discord_user_id, review)
+        )
+        assert opened.initial["type"] == 9, opened.initial
+        form = opened.initial["data"]
+        prefilled = {
+            c["custom_id"]: c.get("value", "")
+            for c in _inputs(form["components"])
+            if c.get("type") == 4
+        }
+        assert "checkout page times out" in prefilled["summary"] + prefilled["description"]
+        values = {**prefilled, "project": "DEMO"}
+        await sandbox.send(
+            sandbox.discord.interactions.modal_submit(
+                cast.channel_id,
+                alice.discord_user_id,
+                form["custom_id"],
+                values,
+                message=offered.message,
+            )
+        )
+        issue = await system.until(
+            lambda: next(
+                (i for i in cast.site.issues.values() if i.summary == prefilled["summary"]), None
+            ),
+            "the issue from the message",
+        )
+        assert issue.reporter == alice.account_id
+
+        async def no_draft() -> bool:
+            return not await drafts.list_for_discord_user(alice.discord_user_id)
+
+        for _ in range(100):
+            if await no_draft():
+                break
+            await asyncio.sleep(0.05)
+        assert await no_draft(), "the draft outlived the issue it became"
+    finally:
+        await database.close()
+
+
+def _inputs(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every input of a modal, in the Label-wrapped or the action-row shape."""
+    found: list[dict[str, Any]] = []
+    for node in components:
+        if "component" in node:
+            found.append(node["component"])
+        found.extend(_inputs(node.get("components", [])))
+        if node.get("type") in (3, 4):
+            found.append(node)
+    return found
+
+
+async def test_uninstall_keeps_the_data_for_the_retention_then_erases_it(
+    system: System,
+) -> None:
+    """Runs last: the site is gone afterwards."""
+    sandbox, cast = system.sandbox, system.cast
+    await sandbox.jira.webhooks_idle()
+    await sandbox.jira.uninstall_app(cast.site)
+    database = await _database(system)
+    try:
+        installations = Installations(database)
+        links = UserLinks(database)
+        client_key = cast.site.client_key
+        await asyncio.sleep(1.0)
+        # Within the retention period everything is still there (a re-install would restore it).
+        assert await installations.get(client_key) is not None
+        assert await GuildConnections(database).get(cast.guild.id) is not None
+        assert await links.get_by_discord_user(client_key, cast.alice.discord_user_id) is not None
+
+        async def erased() -> bool:
+            return await installations.get(client_key) is None
+
+        for _ in range(int((RETENTION_SECONDS + 20) / 0.2)):
+            if await erased():
+                break
+            await asyncio.sleep(0.2)
+        assert await erased(), f"the site was not erased; service logs in {system.logs}"
+        assert await GuildConnections(database).get(cast.guild.id) is None
+        assert await links.get_by_discord_user(client_key, cast.alice.discord_user_id) is None
+    finally:
+        await database.close()
