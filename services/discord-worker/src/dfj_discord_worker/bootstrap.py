@@ -7,6 +7,8 @@ kept per process) is opened here and closed on shutdown.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import partial
 
 from dfj_common.bus import DISCORD_OUTBOX, Bus
@@ -17,6 +19,7 @@ from dfj_common.storage import Database
 from dfj_common.telemetry import Telemetry
 from dfj_discord_worker.discord import DiscordClient, LimiterPolicy
 from dfj_discord_worker.handlers import OUTBOX_CONCURRENCY, OUTBOX_RUN, build_tables
+from dfj_discord_worker.settings import DiscordWorkerSettings
 
 SERVICE = "discord-worker"
 
@@ -30,9 +33,13 @@ async def bootstrap(
     clock: Clock | None = None,
     policy: LimiterPolicy | None = None,
     coalesce: bool = True,
+    environ: Mapping[str, str] | None = None,
 ) -> WorkerService:
     """The discord-worker process: its outbox consumer, wired to its bus, database and Discord."""
     clock = clock or SystemClock()
+    if policy is None:
+        own = DiscordWorkerSettings.from_env(environ if environ is not None else os.environ)
+        policy = LimiterPolicy(global_per_second=own.global_requests_per_second)
     discord = DiscordClient.from_settings(settings, clock=clock, policy=policy)
     return await build_worker_service(
         name=SERVICE,

@@ -519,3 +519,28 @@ async def test_headroom_says_how_many_more_the_bucket_takes_now(vt: VirtualTime)
     assert limiter.headroom(message()) == 0
     vt.clock.advance(5.0)
     assert limiter.headroom(message()) == 5
+
+
+async def test_global_headroom_counts_the_bots_sends_in_the_window(vt: VirtualTime) -> None:
+    """Delivery also packs when the bot's global budget, shared by every channel, is short:
+    50 per second less what went out in the last second, 0 while a global 429 blocks."""
+    limiter = limiter_for(vt)
+    assert limiter.global_headroom() == 50
+    for channel in range(30):
+        permit = await limiter.acquire(message(str(channel)), bot=True)
+        limiter.complete(permit, status=200, info=RateLimitInfo())
+    assert limiter.global_headroom() == 20
+    webhook_permit = await limiter.acquire(webhook("t1"), bot=False)
+    limiter.complete(webhook_permit, status=200, info=RateLimitInfo())
+    assert limiter.global_headroom() == 20, "interaction webhooks do not count"
+    vt.clock.advance(1.0)
+    assert limiter.global_headroom() == 50
+    permit = await limiter.acquire(message(), bot=True)
+    limiter.complete(
+        permit,
+        status=429,
+        info=RateLimitInfo(retry_after=2.0, is_global=True, scope="global"),
+    )
+    assert limiter.global_headroom() == 0
+    vt.clock.advance(2.5)
+    assert limiter.global_headroom() == 50

@@ -93,6 +93,9 @@ class Sandbox:
     gateway_port: int | None = None
     sandbox_environ: Mapping[str, str] = field(default_factory=dict)
     discord_limits: RateLimits | None = None
+    check_discord_requests: bool = True
+    """The Discord simulator's schema check of every request (off in benchmarks: it costs
+    more CPU than the worker under test, on the same two cores)."""
     jira: JiraSimulator = field(init=False)
     discord: DiscordSimulator = field(init=False)
     services: ServiceProcesses = field(init=False)
@@ -135,6 +138,7 @@ class Sandbox:
         self.discord = DiscordSimulator(
             redirect_uris=[self.public_url + "/oauth/discord/callback"],
             limits=self.discord_limits,
+            validate_requests=self.check_discord_requests,
         )
         await self.discord.start()
         self.environ = self._environment(ports)

@@ -7,8 +7,9 @@ For each post the handler
    out in another message's pack that was sent → nothing to do either;
 3. gathers the posts right behind it for the same target (the bus hands out runs of one
    channel's session, see ``session_batch``) and packs them with it when the channel's bucket
-   could not take them one by one now (:mod:`.pack`) — or, on a redelivery of a pack that may
-   have been posted, exactly as many as that pack had;
+   or its share of the bot's global budget could not take them one by one now
+   (:mod:`.pack`) — or, on a redelivery of a pack that may have been posted, exactly as many
+   as that pack had;
 4. records the members as ``posting`` (head and size), posts with a ``nonce`` derived from the
    head's message id and ``enforce_nonce`` — so a redelivery after a lost answer or a killed
    worker gets Discord's existing message back instead of a second one —, and records them
@@ -90,6 +91,7 @@ class Poster:
         self.notice_every = notice_every
         self._coalesce = coalesce
         self._dm_channels: dict[str, str] = {}
+        self._busy: dict[str, int] = {}  # targets being posted to now, and by how many
 
     async def __call__(self, envelope: Envelope, context: HandlerContext) -> None:
         post = read_post(envelope)
@@ -117,6 +119,35 @@ class Poster:
                     break  # tried before in another post: let it go its own way
                 followers.append(member)
         channel_id, thread_id = await self._channel(post)
+        target = thread_id or channel_id
+        self._busy[target] = self._busy.get(target, 0) + 1
+        try:
+            await self._post(
+                envelope,
+                post,
+                followers,
+                recorded_size,
+                where=(channel_id, thread_id),
+                context=context,
+            )
+        finally:
+            if self._busy[target] <= 1:
+                del self._busy[target]
+            else:
+                self._busy[target] -= 1
+
+    async def _post(
+        self,
+        envelope: Envelope,
+        post: Post,
+        followers: list[_Member],
+        recorded_size: int | None,
+        *,
+        where: tuple[str, str | None],
+        context: HandlerContext,
+    ) -> None:
+        """Steps 4 and 5: pack what may go together, post it once, record it sent."""
+        channel_id, thread_id = where
         members = [_Member(envelope, post), *followers]
         if recorded_size is not None:
             most = recorded_size
@@ -198,10 +229,15 @@ class Poster:
         return out
 
     def _should_pack(self, channel_id: str, waiting: int) -> bool:
-        """Pack when the channel's bucket cannot take every waiting post right now."""
+        """Pack when the channel's bucket, or its share of the bot's global budget (50
+        requests/s, split between the channels being posted to now), cannot take every
+        waiting post right now."""
         route = routes.CREATE_MESSAGE.compile(channel_id=channel_id)
-        headroom = self._discord.limiter.headroom(route)
-        return headroom is None or headroom < waiting
+        limiter = self._discord.limiter
+        headroom = limiter.headroom(route)
+        # The global budget is shared: this channel's fair part of it is what it may spend.
+        share = limiter.global_headroom() // max(len(self._busy), 1)
+        return headroom is None or min(headroom, share) < waiting
 
     async def _channel(self, post: Post) -> tuple[str, str | None]:
         """Where the post goes: (channel, the issue's thread in it if known)."""

@@ -167,6 +167,7 @@ class RateLimiter:
         self._global_sends: deque[float] = deque()
         self._global_lock = asyncio.Lock()
         self._global_blocked_until = float("-inf")
+        self._global_waiting = 0
         self._banned_until = float("-inf")
         self._invalid: deque[float] = deque()
         self._paced_until = float("-inf")
@@ -289,6 +290,16 @@ class RateLimiter:
         if bucket.remaining is not None and bucket.remaining <= 0:
             bucket.remaining = bucket.limit  # the window is over: refilled (None if unknown)
 
+    def global_headroom(self) -> int:
+        """Bot requests the global limit still lets through in its current window, less those
+        already waiting for it (0 while a global 429 blocks every route)."""
+        now = self._clock.monotonic()
+        if self._global_blocked_until > now:
+            return 0
+        self._global_wait(now)  # forgets the sends that left the window
+        used = len(self._global_sends) + self._global_waiting
+        return max(self._policy.global_per_second - used, 0)
+
     def _global_wait(self, now: float) -> float:
         window = self._policy.global_window + self._policy.reset_margin
         sends = self._global_sends
@@ -301,15 +312,19 @@ class RateLimiter:
 
     async def _wait_global(self, route: Route) -> None:
         # One admission at a time, FIFO (asyncio.Lock is fair), so sleepers do not stampede.
-        async with self._global_lock:
-            while True:
-                now = self._clock.monotonic()
-                wait = self._global_wait(now)
-                if wait <= 0:
-                    self._global_sends.append(now)
-                    return
-                self._cap(wait, route, scope="global")
-                await self._sleep(wait)
+        self._global_waiting += 1
+        try:
+            async with self._global_lock:
+                while True:
+                    now = self._clock.monotonic()
+                    wait = self._global_wait(now)
+                    if wait <= 0:
+                        self._global_sends.append(now)
+                        return
+                    self._cap(wait, route, scope="global")
+                    await self._sleep(wait)
+        finally:
+            self._global_waiting -= 1
 
     def _prune_invalid(self, now: float) -> None:
         horizon = now - self._policy.invalid_window
