@@ -27,6 +27,7 @@ bench: setup
 	$(UV) run --no-sync python bench/gateway.py
 	$(UV) run --no-sync python bench/fanout.py
 	$(UV) run --no-sync python bench/delivery.py
+	$(UV) run --no-sync python bench/e2e.py
 
 lint: setup
 	$(UV) run --no-sync ruff check .
