@@ -182,6 +182,8 @@ async def test_assign_to_me_button_changes_the_issue_in_jira(system: System) -> 
         )
     )
     assert answer.status == 200
+    assert answer.message is not None and answer.message.ephemeral, "Alice hears back, alone"
+    assert issue.key in answer.content, answer.content
     await system.until(
         lambda: site.issue(issue.key).assignee == alice.account_id or None, "the assignment"
     )
