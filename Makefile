@@ -32,7 +32,7 @@ bench: setup
 lint: setup
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
-	$(UV) run --no-sync mypy libs services bench scripts
+	$(UV) run --no-sync mypy libs services bench scripts deploy
 
 format: setup
 	$(UV) run --no-sync ruff format .
