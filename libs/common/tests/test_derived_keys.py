@@ -105,3 +105,21 @@ def test_a_code_is_refused_when_expired_for_another_purpose_or_an_unknown_site()
         with pytest.raises(SealError) as refused:
             open_short_code(MASTER, purpose, code, candidates, now=now)
         assert refused.value.reason == reason
+
+
+def test_a_token_spelled_differently_is_refused_even_if_it_decodes_to_the_same_mac() -> None:
+    """The MAC's last base64url character carries two spare bits; a lenient decoder ignores
+    them (and drops characters outside the alphabet), so these would pass as the original."""
+    import base64
+
+    token = seal(MASTER, "oauth-state", {"ck": "site"})
+    head, body, mac = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = alphabet[alphabet.index(mac[-1]) ^ 1]  # flips a bit the decoder throws away
+    respelled = mac[:-1] + spare
+    lenient = base64.urlsafe_b64decode(respelled + "=")
+    assert lenient == base64.urlsafe_b64decode(mac + "="), "same bytes, other spelling"
+    for candidate in (f"{head}.{body}.{respelled}", f"{head}.{body}.{mac[:5]}!{mac[5:]}"):
+        with pytest.raises(SealError):
+            unseal(MASTER, "oauth-state", candidate)
+    assert unseal(MASTER, "oauth-state", token) == {"ck": "site"}

@@ -145,7 +145,16 @@ def unseal(master: bytes, purpose: str, token: object) -> dict[str, Any]:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict base64url: only the canonical spelling of some bytes decodes.
+
+    The lenient decoder drops characters outside the alphabet and ignores a last character's
+    spare bits, so a changed character could still decode to the same MAC: a tampered token
+    would then pass as the original. Refused here, so any change to a token is a refusal.
+    """
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(raw) != text:
+        raise binascii.Error("not canonical base64url")
+    return raw
 
 
 # --- short codes ------------------------------------------------------------------------------

@@ -43,7 +43,6 @@ ticket: a ``link-status`` token carrying the state id, site, account, the state'
 
 from __future__ import annotations
 
-import base64
 import re
 import secrets
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ from typing import Any, Final
 from urllib.parse import quote, urlencode
 
 from dfj_common.config import Settings
-from dfj_common.derived_keys import SealError, b64url, master_key, purpose_key, seal, unseal
+from dfj_common.derived_keys import SealError, master_key, purpose_key, seal, unseal
 from dfj_common.derived_keys import pkce_challenge as derived_pkce_challenge
 from dfj_common.derived_keys import pkce_verifier as derived_pkce_verifier
 from dfj_common.errors import ConfigError
@@ -127,14 +126,6 @@ class StatusTicket:
 def signing_key(secret: str) -> bytes:
     """The master key bytes of secret ``state-signing-key`` (at least 32 bytes of text)."""
     return master_key(secret)
-
-
-def _b64(raw: bytes) -> str:
-    return b64url(raw)
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _subkey(master: bytes, purpose: str) -> bytes:
