@@ -66,7 +66,7 @@ from dfj_sandbox.jira_sim.openapi import (
 )
 from dfj_sandbox.jira_sim.privacy import REPORT_ACCOUNTS_PATH, report_accounts
 from dfj_sandbox.jira_sim.routes import ROUTES, Limits, Refusal, Reply, RestRequest
-from dfj_sandbox.jira_sim.servlet import SERVLET_TEMPLATE, serve_page
+from dfj_sandbox.jira_sim.servlet import SERVLET_TEMPLATE, serve_issue, serve_page
 from dfj_sandbox.jira_sim.site import DEFAULT_SCOPES, Site
 from dfj_sandbox.jira_sim.tokens import exchange
 
@@ -210,6 +210,7 @@ class JiraSimulator:
         app.router.add_get(INSTALL_KEYS_PATH + "/{kid}", self._install_key_pem)
         # Before the REST catch-all, which would otherwise take the servlet's paths.
         app.router.add_get("/sites/{site}/plugins/servlet/ac/{app_key}/{module_key}", self._servlet)
+        app.router.add_get("/sites/{site}/browse/{key}", self._browse)
         app.router.add_route("*", "/sites/{site}", self._rest)
         app.router.add_route("*", "/sites/{site}/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
@@ -527,6 +528,12 @@ class JiraSimulator:
         )
 
     # --- the page servlet -----------------------------------------------------------------
+
+    async def _browse(self, request: web.Request) -> web.StreamResponse:
+        site = self._sites.get(request.match_info["site"])
+        if site is None:
+            return web.Response(status=404, text="Site temporarily unavailable")
+        return serve_issue(site, request.match_info["key"])
 
     async def _servlet(self, request: web.Request) -> web.StreamResponse:
         site = self._sites.get(request.match_info["site"])

@@ -22,10 +22,13 @@ from aiohttp import web
 
 from dfj_sandbox.jira_sim.site import Site
 
-__all__ = ["SERVLET_TEMPLATE", "serve_page"]
+__all__ = ["BROWSE_TEMPLATE", "SERVLET_TEMPLATE", "serve_issue", "serve_page"]
 
 SERVLET_TEMPLATE: Final = "/plugins/servlet/ac/{appKey}/{moduleKey}"
 """The servlet's path template, relative to the site's base URL (as recorded in calls)."""
+
+BROWSE_TEMPLATE: Final = "/browse/{issueKey}"
+"""Where Jira shows an issue (the link of every notification's title and "Open in Jira")."""
 
 _CONTEXT_PREFIX: Final = "ac."
 
@@ -65,3 +68,27 @@ def serve_page(site: Site, app_key: str, module_key: str, query: Mapping[str, st
         ' width="100%" height="600"></iframe>'
     )
     return _page(200, title, frame)
+
+
+def serve_issue(site: Site, key: str) -> web.Response:
+    """A plain page of the issue ``key``, so links into the simulated Jira lead somewhere.
+
+    Shown to whoever asks (the simulator's browser is not a Jira session), like a public
+    project would; a missing issue is Jira's 404.
+    """
+    issue = site.issue(key)
+    if issue is None:
+        return _page(404, "Issue not found", "<p>The issue does not exist.</p>")
+    assignee = site.user(issue.assignee) if issue.assignee else None
+    rows = [
+        ("Type", site.issue_type_of(issue).name),
+        ("Status", site.status_of(issue).name),
+        ("Assignee", assignee.display_name if assignee is not None else "Unassigned"),
+        ("Comments", str(len(issue.comments))),
+    ]
+    cells = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+        for name, value in rows
+    )
+    body = f"<h1>{html.escape(issue.key)}: {html.escape(issue.summary)}</h1><table>{cells}</table>"
+    return _page(200, f"{issue.key}: {issue.summary}", body)

@@ -128,3 +128,16 @@ def test_sign_in_needs_a_known_user(site: Site) -> None:
     with pytest.raises(LookupError):
         site.sign_in("nobody")
     assert site.signed_in is None
+
+
+async def test_an_issue_link_opens_the_issue(site: Site) -> None:
+    """Every notification links ``{site}/browse/KEY``; the simulator answers it like Jira."""
+    issue = site.create_issue(summary="Printer <on> fire")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{site.base_url}/browse/{issue.key}") as page:
+            assert page.status == 200
+            text = await page.text()
+        async with http.get(f"{site.base_url}/browse/NOPE-9") as missing:
+            assert missing.status == 404
+    assert f"{issue.key}: Printer &lt;on&gt; fire" in text
+    assert "To Do" in text and "Unassigned" in text
