@@ -92,6 +92,36 @@ async def test_rate_limited_waits_retry_after(bus: LocalBus) -> None:
     assert times[1] - times[0] >= 0.39
 
 
+async def test_a_long_rate_limit_is_waited_out_on_the_last_delivery(bus: LocalBus) -> None:
+    """A peer throttling for longer than the queue's deliveries of Retry-After: the retries
+    through the bus use up the deliveries, then the last one waits in-process, not dead."""
+    calls: list[int] = []
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        calls.append(ctx.delivery_count)
+        if len(calls) <= 6:  # PLAIN allows 3 deliveries
+            raise RateLimited("429", retry_after=0.05)
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST)
+    await bus.publish("work", event(1))
+    await run_until(worker, lambda: worker.stats.completed == 1)
+    assert worker.stats.dead_lettered == 0
+    assert calls == [1, 2, 3, 3, 3, 3, 3], "the last delivery is held, not retried on the bus"
+
+
+async def test_a_rate_limit_beyond_the_hold_budget_still_dead_letters(bus: LocalBus) -> None:
+    """The hold is bounded: a peer that never lets up ends in the dead-letter queue."""
+
+    async def handle(env: Envelope, ctx: HandlerContext) -> None:
+        raise RateLimited("429", retry_after=0.05)
+
+    worker = Worker(bus, PLAIN, {"test.event": handle}, backoff=FAST, rate_limit_hold=0.2)
+    await bus.publish("work", event(1))
+    await run_until(worker, lambda: worker.stats.dead_lettered == 1)
+    [dead] = await bus.dead_letters("work")
+    assert dead.delivery_count == 3 and "429" in dead.description
+
+
 async def test_permanent_error_dead_letters_with_reason(bus: LocalBus) -> None:
     """A permanent failure is dead-lettered at once with the error's reason and text."""
 

@@ -135,6 +135,10 @@ class _Instruments:
         )
 
 
+#: How long, in all, a message on its last delivery may wait out rate limits in-process.
+RATE_LIMIT_HOLD: Final = 900.0
+
+
 class Worker:
     """Consumes one queue with bounded concurrency and a handler table keyed by event type."""
 
@@ -152,6 +156,7 @@ class Worker:
         span_factory: SpanFactory | None = None,
         receive_timeout: float = 1.0,
         session_batch: int = 1,
+        rate_limit_hold: float = RATE_LIMIT_HOLD,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -170,6 +175,7 @@ class Worker:
         self._span_factory = span_factory
         self._receive_timeout = receive_timeout
         self._session_batch = session_batch if spec.sessions else 1
+        self._rate_limit_hold = rate_limit_hold
         self._tasks: dict[asyncio.Task[None], list[Delivery]] = {}
         self._renewed: dict[asyncio.Task[None], float] = {}  # when its lock was last extended
         self._lost: set[int] = set()  # id() of in-flight deliveries whose lock is gone
@@ -336,30 +342,45 @@ class Worker:
         self, handler: Handler, envelope: Envelope, context: HandlerContext, delivery: Delivery
     ) -> bool | None:
         """Run the handler: ``None`` when it succeeded; else settle the failure and say
-        whether the run may go on (after a dead-letter) or not (after a retry)."""
-        span = (
-            self._span_factory(envelope, self.queue)
-            if self._span_factory is not None
-            else contextlib.nullcontext()
-        )
-        try:
-            with span:
-                await handler(envelope, context)
-        except asyncio.CancelledError:
-            raise
-        except PermanentError as exc:
-            return await self._dead_letter(delivery, exc.reason, str(exc))
-        except RateLimited as exc:
-            await self._retry(delivery, max(exc.retry_after, 0.0), exc)
-            return False
-        except TransientError as exc:
-            await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
-            return False
-        except Exception as exc:
-            _log.exception("handler crashed", error=type(exc).__name__)
-            await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
-            return False
-        return None
+        whether the run may go on (after a dead-letter) or not (after a retry).
+
+        A rate limit on a message's last delivery is waited out here, up to
+        ``rate_limit_hold`` seconds in all: every retry through the bus uses a delivery, so a
+        peer throttling us for longer than ``max_deliveries`` of its Retry-After would
+        otherwise dead-letter work it only asked us to slow down."""
+        held = 0.0
+        while True:
+            try:
+                with self._span(envelope):
+                    await handler(envelope, context)
+            except asyncio.CancelledError:
+                raise
+            except PermanentError as exc:
+                return await self._dead_letter(delivery, exc.reason, str(exc))
+            except RateLimited as exc:
+                wait = max(exc.retry_after, 0.0)
+                if delivery.deliveries_left <= 0 and held + wait <= self._rate_limit_hold:
+                    # The last delivery: a retry on the bus would dead-letter it, though the
+                    # peer only asked us to wait. Wait here instead (the lock is renewed).
+                    _log.info("rate limited on the last delivery; holding", wait=round(wait, 3))
+                    held += wait
+                    await asyncio.sleep(wait)
+                    continue
+                await self._retry(delivery, wait, exc)
+                return False
+            except TransientError as exc:
+                await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
+                return False
+            except Exception as exc:
+                _log.exception("handler crashed", error=type(exc).__name__)
+                await self._retry(delivery, self._backoff.delay(delivery.delivery_count), exc)
+                return False
+            return None
+
+    def _span(self, envelope: Envelope) -> contextlib.AbstractContextManager[object]:
+        if self._span_factory is None:
+            return contextlib.nullcontext()
+        return self._span_factory(envelope, self.queue)
 
     async def _retry(self, delivery: Delivery, delay: float, exc: BaseException) -> None:
         self.stats.failed += 1
