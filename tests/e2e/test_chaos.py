@@ -27,7 +27,7 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,8 +35,6 @@ from typing import Final, TypeVar
 
 import pytest
 
-from dfj_common.bus import DISCORD_OUTBOX, JIRA_COMMANDS, JIRA_EVENTS, LINKER, DeadLetter
-from dfj_common.bus.local import LocalBus
 from dfj_sandbox.jira_sim.delivery import WebhookDelivery
 from dfj_sandbox.jira_sim.dispatch import WebhookPolicy
 from dfj_sandbox.jira_sim.site import Site
@@ -59,7 +57,6 @@ SAME_ISSUE_GAP: Final = 0.004  # seconds between two changes of one issue: disti
 WORKERS: Final = ("jira-worker", "discord-worker")
 EVERY_SERVICE: Final = ("gateway", "jira-worker", "discord-worker", "linker")
 EXTRA_WORKER_KILLS: Final = 3
-QUEUES: Final = (JIRA_EVENTS, JIRA_COMMANDS, DISCORD_OUTBOX, LINKER)
 # Jira Cloud retries a webhook for up to about half an hour; the simulator's default budget
 # (5 retries, a few seconds in all) is for tests of giving up, not for a gateway restart.
 PATIENT_JIRA: Final = WebhookPolicy(first_delay=0.2, factor=2.0, max_delay=2.0, max_retries=15)
@@ -230,26 +227,6 @@ def _seen(sandbox: Sandbox, channel_ids: Sequence[str]) -> list[Seen]:
     return found
 
 
-async def _until(probe: Callable[[], T | None], what: str, timeout: float, logs: Path) -> T:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; service logs in {logs}")
-        await asyncio.sleep(0.2)
-
-
-async def _dead_letters(sandbox: Sandbox) -> dict[str, list[DeadLetter]]:
-    bus = await LocalBus.open(Path(sandbox.environ["DFJ_BUS_PATH"]))
-    try:
-        return {queue: await bus.dead_letters(queue, limit=1000) for queue in QUEUES}
-    finally:
-        await bus.close()
-
-
 def _problems(
     expected: Sequence[Expected], seen: Sequence[Seen], home: Mapping[str, str]
 ) -> list[str]:
@@ -341,16 +318,15 @@ async def test_killed_services_lose_nothing_duplicate_nothing_and_keep_order(
         deliveries = sandbox.jira.webhook_deliveries[first:]
         expected = _expected(deliveries)
         channels = list(home.values())
-        await _until(
+        await sandbox.until(
             lambda: len(_seen(sandbox, channels)) >= len(expected) or None,
             f"{len(expected)} notifications",
-            DRAIN_TIMEOUT,
-            logs,
+            timeout=DRAIN_TIMEOUT,
         )
         drained_in = time.perf_counter() - started
         await asyncio.sleep(SETTLE)
         seen = _seen(sandbox, channels)
-        dead = await _dead_letters(sandbox)
+        dead = await sandbox.dead_letters()
         posts = sum(len(sandbox.discord.messages(c, ephemeral=False)) for c in channels)
         retried = sum(len(d.attempts) - 1 for d in deliveries)
         print(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,8 +22,7 @@ from typing import Final, TypeVar
 import pytest
 import pytest_asyncio
 
-from dfj_common.bus import DISCORD_OUTBOX, JIRA_COMMANDS, JIRA_EVENTS, LINKER, DeadLetter
-from dfj_common.bus.local import LocalBus
+from dfj_common.bus import DISCORD_OUTBOX, DeadLetter
 from dfj_sandbox.discord_sim.permissions import VIEW_CHANNEL
 from dfj_sandbox.discord_sim.ratelimit import Scope
 from dfj_sandbox.jira_sim.delivery import WebhookDelivery
@@ -39,7 +38,6 @@ pytestmark = [
 T = TypeVar("T")
 
 MESSAGE_CREATE: Final = "POST /channels/{channel_id}/messages"
-QUEUES: Final = (JIRA_EVENTS, JIRA_COMMANDS, DISCORD_OUTBOX, LINKER)
 SETTLE: Final = 1.5  # late copies of anything would have landed by then
 # Longer than the queue's 10 deliveries of Retry-After: 1 s — rate-limit retries must not use them
 # all up and dead-letter what Jira only asked us to slow down (the runtime holds the last one).
@@ -114,17 +112,6 @@ class Rig:
                         found.append(Seen(channel_id, match.group(1), millis))
         return found
 
-    async def until(self, probe: Callable[[], T | None], what: str, timeout: float = 30) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            found = probe()
-            if found:
-                return found
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; service logs in {self.logs}")
-            await asyncio.sleep(0.1)
-
     async def webhooks_idle(self, timeout: float) -> None:
         try:
             await self.sandbox.jira.webhooks_idle(timeout=timeout)
@@ -133,23 +120,9 @@ class Rig:
                 f"Jira still sending webhooks; service logs in {self.logs}"
             ) from None
 
-    async def until_true(
-        self, probe: Callable[[], Awaitable[bool]], what: str, timeout: float = 30
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await probe():
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out waiting for {what}; service logs in {self.logs}")
-            await asyncio.sleep(0.2)
-
     async def dead_letters(self) -> list[DeadLetter]:
         """Every dead letter on every queue."""
-        bus = await LocalBus.open(Path(self.sandbox.environ["DFJ_BUS_PATH"]))
-        try:
-            return [d for q in QUEUES for d in await bus.dead_letters(q, limit=1000)]
-        finally:
-            await bus.close()
+        return [d for ds in (await self.sandbox.dead_letters()).values() for d in ds]
 
     async def new_dead_letters(self, before: Sequence[DeadLetter]) -> list[DeadLetter]:
         known = {(d.queue, d.message_id) for d in before}
@@ -168,10 +141,10 @@ class Rig:
             len(cs) * sum(1 for key, _ in expected if key.startswith(f"{project}-"))
             for project, cs in feeds.items()
         )
-        await self.until(
+        await self.sandbox.until(
             lambda: len(self.seen(channels)) >= wanted or None,
             f"{wanted} notifications in {len(channels)} channels",
-            timeout,
+            timeout=timeout,
         )
         await asyncio.sleep(SETTLE)
         seen = self.seen(channels)
@@ -324,7 +297,7 @@ async def test_a_channel_the_bot_can_no_longer_see_is_dead_lettered_the_others_d
         dead = await rig.new_dead_letters(before)
         return sum(1 for d in dead if d.session_id == lost) >= len(expected)
 
-    await rig.until_true(all_dead_for_lost, f"{len(expected)} dead letters for the lost channel")
+    await sandbox.until(all_dead_for_lost, f"{len(expected)} dead letters for the lost channel")
     await asyncio.sleep(SETTLE)
     dead = await rig.new_dead_letters(before)
     assert len(dead) == len(expected), (

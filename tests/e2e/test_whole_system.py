@@ -10,16 +10,19 @@ and look only at what the simulators received, as the people would see it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
 
 from dfj_common.storage import Database, Drafts, GuildConnections, Installations, UserLinks
 from dfj_sandbox.discord_sim import Message
 from dfj_sandbox.stack import Cast, Member, Sandbox, build_cast, file_sink, first_run
+from dfj_sandbox.stack.page import SandboxPage, page_app
+
+JSON = {"Content-Type": "application/json"}
 
 pytestmark = [
     pytest.mark.crossprocess,
@@ -28,16 +31,16 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-T = TypeVar("T")
+# An uninstalled site's data is kept this long before it is erased (the last test waits it out).
+RETENTION_SECONDS = 6.0
 
 
 class System:
-    """The running sandbox and its cast, with the waits a test needs."""
+    """The running sandbox and its cast, and what the channel shows."""
 
-    def __init__(self, sandbox: Sandbox, cast: Cast, logs: Path) -> None:
+    def __init__(self, sandbox: Sandbox, cast: Cast) -> None:
         self.sandbox = sandbox
         self.cast = cast
-        self.logs = logs
 
     @property
     def site(self) -> Any:
@@ -54,20 +57,6 @@ class System:
             if m.embeds and str(m.embeds[0].get("title", "")).startswith(f"{key}: ")
         ]
 
-    async def until(self, probe: Callable[[], T | None], what: str, timeout: float = 20) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            found = probe()
-            if found:
-                return found
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; service logs in {self.logs}")
-
-
-# An uninstalled site's data is kept this long before it is erased (the last test waits it out).
-RETENTION_SECONDS = 6.0
-
 
 @pytest_asyncio.fixture(name="system", scope="module", loop_scope="module")
 async def _system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
@@ -79,7 +68,7 @@ async def _system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sys
     ) as sandbox:
         cast = build_cast(sandbox)
         await first_run(sandbox, cast)
-        yield System(sandbox, cast, workdir / "logs")
+        yield System(sandbox, cast)
 
 
 async def _database(system: System) -> Database:
@@ -89,12 +78,14 @@ async def _database(system: System) -> Database:
 async def test_changes_in_jira_arrive_in_the_channel_in_order_exactly_once(system: System) -> None:
     site = system.site
     issue = site.create_issue(summary="Printer on fire", reporter=system.cast.bob.account_id)
-    [created] = await system.until(lambda: system.notifications(issue.key), "the created embed")
+    [created] = await system.sandbox.until(
+        lambda: system.notifications(issue.key), "the created embed"
+    )
     assert created.embeds[0]["url"].endswith(f"/browse/{issue.key}")
     start = site.project_of(issue).workflow.available(issue.status_id)[0]
     site.transition_issue(issue, start.id, by=system.cast.bob.account_id)
     site.add_comment(issue, "Extinguisher found.", author=system.cast.bob.account_id)
-    await system.until(
+    await system.sandbox.until(
         lambda: len(system.notifications(issue.key)) >= 3 or None, "three notifications"
     )
     await system.sandbox.jira.webhooks_idle()
@@ -131,7 +122,7 @@ async def test_create_as_a_linked_member_makes_her_the_reporter(system: System) 
             (i for i in system.site.issues.values() if i.summary == "Coffee machine leaks"), None
         )
 
-    issue = await system.until(created, "the issue in Jira")
+    issue = await system.sandbox.until(created, "the issue in Jira")
     assert issue.reporter == alice.account_id
     assert issue.key in answer.content
 
@@ -175,7 +166,7 @@ async def test_a_linked_member_without_permission_is_refused_clearly(system: Sys
 async def test_assign_to_me_button_changes_the_issue_in_jira(system: System) -> None:
     site, alice = system.site, system.cast.alice
     issue = site.create_issue(summary="Needs an owner")
-    [message] = await system.until(lambda: system.notifications(issue.key), "the embed")
+    [message] = await system.sandbox.until(lambda: system.notifications(issue.key), "the embed")
     answer = await system.sandbox.send(
         system.sandbox.discord.interactions.click(
             message, alice.discord_user_id, f"assign-me:{issue.key}"
@@ -184,17 +175,19 @@ async def test_assign_to_me_button_changes_the_issue_in_jira(system: System) -> 
     assert answer.status == 200
     assert answer.message is not None and answer.message.ephemeral, "Alice hears back, alone"
     assert issue.key in answer.content, answer.content
-    await system.until(
+    await system.sandbox.until(
         lambda: site.issue(issue.key).assignee == alice.account_id or None, "the assignment"
     )
     # The change comes back as a webhook, and the channel hears of it like any other.
-    await system.until(lambda: len(system.notifications(issue.key)) >= 2 or None, "the update")
+    await system.sandbox.until(
+        lambda: len(system.notifications(issue.key)) >= 2 or None, "the update"
+    )
 
 
 async def test_transition_button_offers_the_workflow_and_moves_the_issue(system: System) -> None:
     site, alice = system.site, system.cast.alice
     issue = site.create_issue(summary="Ready to start")
-    [message] = await system.until(lambda: system.notifications(issue.key), "the embed")
+    [message] = await system.sandbox.until(lambda: system.notifications(issue.key), "the embed")
     offered = await system.sandbox.send(
         system.sandbox.discord.interactions.click(
             message, alice.discord_user_id, f"transition:{issue.key}"
@@ -212,7 +205,7 @@ async def test_transition_button_offers_the_workflow_and_moves_the_issue(system:
             picker, alice.discord_user_id, select["custom_id"], values=[value]
         )
     )
-    await system.until(
+    await system.sandbox.until(
         lambda: site.issue(issue.key).status_id == wanted.to or None, "the transition"
     )
 
@@ -259,7 +252,7 @@ async def test_create_from_message_suggests_fields_and_removes_the_draft(system:
                 message=offered.message,
             )
         )
-        issue = await system.until(
+        issue = await system.sandbox.until(
             lambda: next(
                 (i for i in cast.site.issues.values() if i.summary == prefilled["summary"]), None
             ),
@@ -270,11 +263,7 @@ async def test_create_from_message_suggests_fields_and_removes_the_draft(system:
         async def no_draft() -> bool:
             return not await drafts.list_for_discord_user(alice.discord_user_id)
 
-        for _ in range(100):
-            if await no_draft():
-                break
-            await asyncio.sleep(0.05)
-        assert await no_draft(), "the draft outlived the issue it became"
+        await sandbox.until(no_draft, "the draft to go once it became an issue", timeout=5)
     finally:
         await database.close()
 
@@ -289,6 +278,42 @@ def _inputs(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if node.get("type") in (3, 4):
             found.append(node)
     return found
+
+
+async def test_the_sandbox_page_refuses_bad_input_with_a_reason(system: System) -> None:
+    """The page's API answers 400 with a reason for anything it cannot act on, and acts on
+    what it can (an issue created through it notifies like any other)."""
+    cast = system.cast
+    page = SandboxPage(system.sandbox, site=cast.site, guild=cast.guild, members=cast.members)
+    alice, channel = cast.alice.discord_user_id, cast.channel_id
+    refused = [
+        ("/api/jira/issues", {"summary": "x", "as": "nobody"}, "members"),
+        ("/api/jira/issues", {"as": alice}, "summary is required"),
+        ("/api/jira/issues", {"summary": "x" * 256, "as": alice}, "longer than 255"),
+        ("/api/jira/issues", {"summary": "x", "type": "Nonsense", "as": alice}, "no issue type"),
+        ("/api/jira/issues/DEMO-999/comment", {"text": "hi", "as": alice}, "DEMO-999"),
+        ("/api/discord/command", {"subcommand": "issue", "channel": "1", "as": alice}, "channel"),
+        (
+            "/api/discord/command",
+            {"subcommand": "issue", "channel": channel, "options": [1], "as": alice},
+            "options",
+        ),
+        ("/api/discord/click", {"message": "1", "custom_id": "x", "as": alice}, "no message"),
+        ("/api/discord/submit", {"custom_id": "x", "fields": "no", "as": alice}, "fields"),
+    ]
+    async with TestClient(TestServer(page_app(page))) as client:
+        for path, body, reason in refused:
+            async with client.post(path, json=body) as answer:
+                assert answer.status == 400, (path, body)
+                assert reason in (await answer.json())["error"], (path, body)
+        async with client.post("/api/jira/issues", data=b"{", headers=JSON) as answer:
+            assert answer.status == 400 and "JSON" in (await answer.json())["error"]
+        async with client.post("/api/jira/issues", data=b"[]", headers=JSON) as answer:
+            assert answer.status == 400 and "object" in (await answer.json())["error"]
+        async with client.post("/api/jira/issues", json={"summary": "Via page", "as": alice}) as ok:
+            assert ok.status == 200
+            key = (await ok.json())["key"]
+    await system.sandbox.until(lambda: system.notifications(key), "the page's issue notified")
 
 
 async def test_uninstall_keeps_the_data_for_the_retention_then_erases_it(
@@ -312,11 +337,7 @@ async def test_uninstall_keeps_the_data_for_the_retention_then_erases_it(
         async def erased() -> bool:
             return await installations.get(client_key) is None
 
-        for _ in range(int((RETENTION_SECONDS + 20) / 0.2)):
-            if await erased():
-                break
-            await asyncio.sleep(0.2)
-        assert await erased(), f"the site was not erased; service logs in {system.logs}"
+        await sandbox.until(erased, "the site to be erased", timeout=RETENTION_SECONDS + 20)
         assert await GuildConnections(database).get(cast.guild.id) is None
         assert await links.get_by_discord_user(client_key, cast.alice.discord_user_id) is None
     finally:

@@ -25,16 +25,36 @@ from dfj_sandbox.stack.page import SandboxPage, page_app
 from dfj_sandbox.stack.processes import terminal_sink
 from dfj_sandbox.stack.sandbox import Sandbox, SandboxError
 
-__all__ = ["main", "run"]
+__all__ = ["fresh", "main", "run"]
+
+
+MARK = ".dfj-sandbox"
+
+
+def fresh(workdir: Path) -> None:
+    """Empty ``workdir`` for a new run — only if a sandbox made it.
+
+    The simulators keep their state in memory, so yesterday's database would name sites and
+    users that no longer exist. A folder without the sandbox's mark (``--workdir .``, a typo)
+    is never deleted: SandboxError instead.
+    """
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARK).is_file():
+            raise SandboxError(f"{workdir} is not empty and not a sandbox's folder; pick another")
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARK).write_text("made by dfj_sandbox.stack.demo; emptied on each run\n")
 
 
 async def run(port: int, workdir: Path, gateway_port: int | None) -> int:
     """Run the sandbox until a signal (0) or a service's exit (1)."""
     say = terminal_sink()
     configure_logging(service="sandbox")
-    # A fresh world each run: the simulators keep their state in memory, so yesterday's
-    # database would name sites and users that no longer exist.
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        fresh(workdir)
+    except SandboxError as exc:
+        say("sandbox", f"{exc}\n")
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

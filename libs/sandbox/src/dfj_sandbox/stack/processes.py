@@ -229,22 +229,19 @@ class ServiceProcesses:
 
         Returns each service's exit status.
         """
-        running = [p for p in self._procs.values() if p.returncode is None]
-        for proc in running:
+        running = {n: p for n, p in self._procs.items() if p.returncode is None}
+        for proc in running.values():
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
-        if running:
-            _, late = await asyncio.wait(
-                [asyncio.ensure_future(p.wait()) for p in running], timeout=self._grace
-            )
-            for name, proc in self._procs.items():
-                if proc.returncode is None:
-                    self._sink(name, f"did not stop within {self._grace:.0f} s; killing it\n")
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-            await asyncio.gather(*(p.wait() for p in running))
-            for task in late:
-                task.cancel()
+        waits = {n: asyncio.ensure_future(p.wait()) for n, p in running.items()}
+        if waits:
+            await asyncio.wait(waits.values(), timeout=self._grace)
+        for name, wait in waits.items():
+            if not wait.done():
+                self._sink(name, f"did not stop within {self._grace:.0f} s; killing it\n")
+                with contextlib.suppress(ProcessLookupError):
+                    running[name].kill()
+        await asyncio.gather(*waits.values())
         await asyncio.gather(*self._pumps.values(), return_exceptions=True)
         self._pumps.clear()
         return {name: proc.returncode for name, proc in self._procs.items()}

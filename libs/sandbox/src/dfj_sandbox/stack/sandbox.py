@@ -25,17 +25,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import html
+import inspect
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar, overload
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from dfj_common.bus import DeadLetter
+from dfj_common.bus.local import LocalBus
+from dfj_common.bus.topology import TOPOLOGY
 from dfj_sandbox.discord_sim import (
     DiscordSimulator,
     Guild,
@@ -54,6 +58,9 @@ _CONNECT_CODE: Final = re.compile(r"/jira connect code:([A-Z0-9-]+)<")
 _CONTINUE: Final = re.compile(r'id="continue" href="([^"]+)"')
 _STATUS_URL: Final = re.compile(r'const url = "([^"]+)"')
 _HIDDEN: Final = re.compile(r"<input type='hidden' name='([^']+)' value='([^']*)'>")
+
+
+T = TypeVar("T")
 
 
 class SandboxError(RuntimeError):
@@ -206,6 +213,52 @@ class Sandbox:
         if hasattr(self, "jira"):
             await self.jira.close()
 
+    @overload
+    async def until(
+        self, probe: Callable[[], Awaitable[T | None]], what: str, *, timeout: float = ...
+    ) -> T: ...
+
+    @overload
+    async def until(
+        self, probe: Callable[[], T | None], what: str, *, timeout: float = ...
+    ) -> T: ...
+
+    async def until(self, probe: Callable[[], Any], what: str, *, timeout: float = 20.0) -> Any:
+        """The first truthy answer of ``probe`` (sync or async), polled until ``timeout``;
+        SandboxError naming ``what`` and where the services' logs are otherwise."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = probe()
+            if inspect.isawaitable(found):
+                found = await found
+            if found:
+                return found
+            if loop.time() > deadline:
+                raise SandboxError(
+                    f"timed out waiting for {what}; the sandbox (and its logs) is in {self.workdir}"
+                )
+            await asyncio.sleep(0.05)
+
+    async def dead_letters(self) -> dict[str, list[DeadLetter]]:
+        """What every queue of the topology has dead-lettered, read from the bus file."""
+        bus = await LocalBus.open(Path(self.environ["DFJ_BUS_PATH"]))
+        try:
+            return {queue: await bus.dead_letters(queue, limit=1000) for queue in TOPOLOGY}
+        finally:
+            await bus.close()
+
+    async def _find(self, url: str, pattern: re.Pattern[str], page: str, thing: str) -> str:
+        """The first group of ``pattern`` on the page at ``url`` (which must answer 200)."""
+        async with self.http.get(url) as answer:
+            text = await answer.text()
+            if answer.status != 200:
+                raise SandboxError(f"{page} answered {answer.status}")
+        found = pattern.search(text)
+        if found is None:
+            raise SandboxError(f"{page} shows no {thing}")
+        return found.group(1)
+
     @property
     def http(self) -> aiohttp.ClientSession:
         """The "browser" the steps use (no cookies are shared with anything else)."""
@@ -227,16 +280,8 @@ class Sandbox:
         if app is None:
             raise SandboxError(f"the app is not installed on {site.name}")
         url = app.page_url(CONFIG_PAGE_KEY, account_id=admin.account_id)
-        async with self.http.get(url) as page:
-            text = await page.text()
-            if page.status != 200:
-                raise SandboxError(f"configuration page answered {page.status}")
-        found = _CONNECT_CODE.search(text)
-        if found is None:
-            raise SandboxError("the configuration page shows no connect code")
-        answer = await self.run_command(
-            guild.channel_ids[0], admin, "connect", {"code": found.group(1)}
-        )
+        code = await self._find(url, _CONNECT_CODE, "the configuration page", "a connect code")
+        answer = await self.run_command(guild.channel_ids[0], admin, "connect", {"code": code})
         if "Connected" not in answer.content:
             raise SandboxError(f"/jira connect answered: {answer.content!r}")
         return answer
@@ -250,14 +295,10 @@ class Sandbox:
         if button is None:
             raise SandboxError(f"/jira link answered no link button: {answer.content!r}")
         site.sign_in(member.account_id)
-        async with self.http.get(_with_query(button, "frame=0")) as page:
-            text = await page.text()
-            if page.status != 200:
-                raise SandboxError(f"the link page answered {page.status}")
-        found = _CONTINUE.search(text)
-        if found is None:
-            raise SandboxError("the link page has no Continue button")
-        authorize = html.unescape(found.group(1))
+        page = _with_query(button, "frame=0")
+        authorize = html.unescape(
+            await self._find(page, _CONTINUE, "the link page", "a Continue button")
+        )
         async with self.http.get(authorize) as consent:
             form = await consent.text()
         fields = {k: html.unescape(v) for k, v in _HIDDEN.findall(form)}
@@ -271,16 +312,19 @@ class Sandbox:
         if status is None:
             raise SandboxError("the callback page shows no link status")
         status_url = self.public_url + status.group(1).replace("\\u0026", "&")
-        for _ in range(200):
+
+        async def settled() -> dict[str, Any] | None:
             async with self.http.get(status_url) as polled:
                 body: dict[str, Any] = await polled.json()
-            if body.get("status") != "pending":
-                break
-            await asyncio.sleep(0.05)
-        if body.get("status") != "linked":
-            raise SandboxError(f"linking {member.name} ended {body}")
+            return None if body.get("status") == "pending" else body
+
+        outcome: dict[str, Any] = await self.until(
+            settled, f"the link status of {member.name}", timeout=10
+        )
+        if outcome.get("status") != "linked":
+            raise SandboxError(f"linking {member.name} ended {outcome}")
         self.linked.add(member.discord_user_id)
-        return body
+        return outcome
 
     async def run_command(
         self,
