@@ -10,7 +10,7 @@ from aiohttp import web
 
 from dfj_common.config import Settings
 from dfj_common.service import install_stop_signals, run_main, settle_heap, setup_process
-from dfj_gateway.app import SERVICE, create_app
+from dfj_gateway.app import MAX_FIELD_SIZE, SERVICE, create_app
 
 _log = structlog.get_logger("dfj.gateway")
 
@@ -19,7 +19,9 @@ async def main(settings: Settings) -> None:
     telemetry = setup_process(SERVICE, settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
-    runner = web.AppRunner(create_app(settings, environ=os.environ), access_log=None)
+    runner = web.AppRunner(
+        create_app(settings, environ=os.environ), access_log=None, max_field_size=MAX_FIELD_SIZE
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.bind_host, settings.gateway_port)
     await site.start()

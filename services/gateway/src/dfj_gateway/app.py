@@ -29,6 +29,7 @@ __all__ = [
     "CLOCK",
     "DATABASE",
     "HTTP",
+    "MAX_FIELD_SIZE",
     "SECRETS",
     "SETTINGS",
     "create_app",
@@ -44,6 +45,9 @@ CIPHER: Final = web.AppKey("cipher", EnvelopeCipher)
 HTTP: Final = web.AppKey("http", aiohttp.ClientSession)  # signing-key fetches only
 
 DEFAULT_BODY_LIMIT: Final = 256 * 1024
+#: Passed to the aiohttp runner: a Forge Invocation Token for a UI call embeds its signed
+#: context and outgrows aiohttp's default 8 KiB header field limit.
+MAX_FIELD_SIZE: Final = 64 * 1024
 
 
 def create_app(
@@ -89,6 +93,9 @@ def create_app(
     from dfj_gateway.jira import setup_jira_routes  # here, not on top: jira/ imports app's keys
 
     setup_jira_routes(app)
+    from dfj_gateway.forge import setup_forge_routes
+
+    setup_forge_routes(app)
     return app
 
 

@@ -18,6 +18,11 @@ JIRA_UNINSTALLED: Final = "jira.lifecycle.uninstalled"
 JIRA_ENABLED: Final = "jira.lifecycle.enabled"
 JIRA_DISABLED: Final = "jira.lifecycle.disabled"
 JIRA_WEBHOOK: Final = "jira.webhook"
+# Forge → jira-events (session: the tenant); product events are JIRA_WEBHOOK too
+FORGE_INSTALLED: Final = "jira.forge.installed"
+FORGE_UPGRADED: Final = "jira.forge.upgraded"
+FORGE_TOKEN: Final = "jira.forge.token"  # noqa: S105 - an event type
+FORGE_UNINSTALLED: Final = "jira.forge.uninstalled"
 
 # Discord → jira-commands or linker
 DISCORD_COMMAND: Final = "discord.command"
@@ -33,6 +38,10 @@ SCHEMA_VERSIONS: Final = {
     JIRA_ENABLED: 1,
     JIRA_DISABLED: 1,
     JIRA_WEBHOOK: 1,
+    FORGE_INSTALLED: 1,
+    FORGE_UPGRADED: 1,
+    FORGE_TOKEN: 1,
+    FORGE_UNINSTALLED: 1,
     DISCORD_COMMAND: 1,
     DISCORD_COMPONENT: 1,
     DISCORD_MODAL_SUBMIT: 1,

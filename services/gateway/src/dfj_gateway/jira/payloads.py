@@ -47,7 +47,13 @@ __all__ = [
     "BadPayload",
     "LifecycleBody",
     "WebhookDelivery",
+    "account_id",
+    "changelog_data",
+    "comment_data",
+    "issue_data",
     "lifecycle_body",
+    "pruned",
+    "short_text",
     "webhook_data",
 ]
 
@@ -282,3 +288,13 @@ def webhook_data(
         "comment": _comment(body.get("comment")),
     }
     return _pruned(data)
+
+
+# The same readers serve Forge's product events, whose issue/changelog/comment objects have
+# the shapes of Jira's REST resources, as the Connect webhook bodies do.
+issue_data = _issue
+changelog_data = _changelog
+comment_data = _comment
+account_id = _account
+pruned = _pruned
+short_text = _text

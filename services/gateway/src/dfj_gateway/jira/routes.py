@@ -54,13 +54,12 @@ import structlog
 from aiohttp import web
 
 from dfj_common.bus import JIRA_EVENTS
-from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET, short_code
+from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET
 from dfj_common.envelope import Envelope, deterministic_id
 from dfj_common.errors import ConfigError, DfjError, TransientError
 from dfj_common.qsh import CONTEXT_QSH, qsh
 from dfj_common.secrets import SecretError
 from dfj_common.storage import (
-    GuildConnections,
     Installation,
     InstallationKind,
     Installations,
@@ -71,12 +70,7 @@ from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTING
 from dfj_gateway.browser.pages import html_response
 from dfj_gateway.browser.state import StateError, begin_link, signing_key
 from dfj_gateway.jira import paths
-from dfj_gateway.jira.config_page import (
-    CONNECT_CODE,
-    CONNECT_CODE_TTL,
-    bot_install_url,
-    config_document,
-)
+from dfj_gateway.jira.config_page import config_document
 from dfj_gateway.jira.connect_jwt import (
     Claims,
     JiraAuthError,
@@ -98,6 +92,7 @@ from dfj_gateway.jira.tenants import SecretCache, SecretCacheOptions, seal_share
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
 from dfj_gateway.reads import TooLarge, read_capped
+from dfj_gateway.site_config import site_config
 
 __all__ = [
     "JIRA_OPTIONS",
@@ -589,20 +584,8 @@ def _frame_origin(installation: Installation | None) -> str:
 
 
 async def config_page(request: web.Request, verified: Verified) -> web.Response:
-    """The configuration page (see ``config_page``): bot install link and a connect code."""
-    settings = request.app[SETTINGS]
-    install_url = code = None
-    try:
-        secret = await request.app[SECRETS].get(STATE_SIGNING_KEY_SECRET)
-        key: bytes | None = signing_key(secret.reveal())
-    except DfjError as exc:
-        note(request, reason="state signing key unavailable", error=type(exc).__name__)
-        key = None
-    if key is not None and settings.discord_application_id:
-        install_url = bot_install_url(settings.discord_web_url, settings.discord_application_id)
-        expires = int(verified.now) + CONNECT_CODE_TTL
-        code = short_code(key, CONNECT_CODE, verified.client_key, expires_at=expires)
-    connections = await GuildConnections(request.app[DATABASE]).list_for_site(verified.client_key)
+    """The configuration page (see ``site_config``): bot install link and a connect code."""
+    config = await site_config(request, verified.client_key, now=verified.now)
     nonce = secrets.token_urlsafe(16)
     csp = (
         "default-src 'none'; "
@@ -616,9 +599,9 @@ async def config_page(request: web.Request, verified: Verified) -> web.Response:
     )
     document = config_document(
         all_js=ALL_JS,
-        install_url=install_url,
-        code=code,
-        connections=connections,
+        install_url=config.install_url,
+        code=config.code,
+        connections=config.connections,
         style_nonce=nonce,
     )
     return html_response(document, csp=csp, framed=True)

@@ -1,0 +1,466 @@
+"""The Forge Remote routes (``/forge/...``), and the one table saying what each accepts.
+
+Forge calls these as the endpoints of ``forge/manifest.yml`` (the tests hold the two
+together). Every call carries a Forge Invocation Token in ``Authorization: Bearer``; the guard
+verifies it (:mod:`.fit`, keys from :mod:`.jwks`) before the body is parsed, and a handler
+learns the tenant only from the verified token. Order of checks: body size (413) → content
+type (415) → token (401, the status Forge reserves for it) → JSON (400) → payload rules (400)
+→ publish → 204 once the bus holds the event durably (503 when it cannot, which Forge retries;
+it waits 5 seconds for an answer, and a durable local publish takes milliseconds).
+
+Routes:
+
+``POST /forge/events``
+    Product events → the same ``jira.webhook`` events as Connect webhooks (:mod:`.payloads`),
+    deduplicated across Forge's retries by a digest of the event.
+``POST /forge/lifecycle``
+    ``avi:forge:installed:app`` / ``avi:forge:upgraded:app`` → ``jira.forge.installed`` /
+    ``jira.forge.upgraded``: the installation's ids and its API base URL.
+``POST /forge/scheduled``
+    The hourly trigger → ``jira.forge.token``: a fresh system token for the worker to keep.
+``POST /forge/uninstall``
+    ``preUninstall`` → ``jira.forge.uninstalled``: the site's data is purged after retention.
+``GET /forge/ui/config``
+    The admin page's ``invokeRemote``: only with a FIT of the ``jira:adminPage`` module
+    :data:`ADMIN_PAGE_KEY` and a signed-in principal (Jira shows admin pages to admins only).
+
+Each call to an endpoint with ``appSystemToken`` brings the app's system token
+(``x-forge-oauth-system``); it is sealed (:mod:`.system_token`) and published with the event
+for the jira-worker to store — never logged, never on the bus in plain text.
+
+The tenant key of an installation is the Connect ``clientKey`` of the site when the site moved
+from Connect (its row holds the installation id), and the installation ARI otherwise, so a
+migrated site keeps its subscriptions and links.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import orjson
+import structlog
+from aiohttp import web
+
+from dfj_common.bus import JIRA_EVENTS
+from dfj_common.envelope import Envelope, deterministic_id
+from dfj_common.errors import ConfigError, TransientError
+from dfj_common.storage import Installation, Installations
+from dfj_gateway import events
+from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SETTINGS
+from dfj_gateway.forge.fit import (
+    ForgeAuthError,
+    Invocation,
+    installation_ari,
+    read_header,
+    verify_fit,
+)
+from dfj_gateway.forge.jwks import ForgeKeyOptions, ForgeKeys
+from dfj_gateway.forge.payloads import (
+    FORGE_INSTALLED,
+    LIFECYCLE_EVENTS,
+    body_digest,
+    event_body,
+    event_data,
+    retry_count,
+)
+from dfj_gateway.forge.system_token import SealedToken, seal_system_token, well_formed
+from dfj_gateway.jira.payloads import BadPayload, short_text
+from dfj_gateway.lookups import ReadCache
+from dfj_gateway.middleware import json_error, note
+from dfj_gateway.reads import TooLarge, read_capped
+from dfj_gateway.site_config import site_config
+
+__all__ = [
+    "ADMIN_PAGE_KEY",
+    "FORGE_OPTIONS",
+    "FORGE_STATE",
+    "ROUTES",
+    "ForgeCall",
+    "ForgeOptions",
+    "ForgeRoute",
+    "ForgeState",
+    "setup_forge_routes",
+]
+
+_log: Final = structlog.get_logger("dfj.gateway.forge")
+
+EVENT_BODY_LIMIT: Final = 1024 * 1024
+LIFECYCLE_BODY_LIMIT: Final = 64 * 1024
+JSON: Final = "application/json"
+SYSTEM_TOKEN_HEADER: Final = "x-forge-oauth-system"  # noqa: S105 - a header name
+#: The ``jira:adminPage`` module of forge/manifest.yml whose page may read the site's config.
+ADMIN_PAGE_KEY: Final = "config"
+ADMIN_PAGE_TYPE: Final = "jira:adminPage"
+_EVENTS_PATH: Final = "/forge/events"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ForgeCall:
+    """What the guard established, handed to the handler."""
+
+    invocation: Invocation
+    tenant: str  # the installation's tenant key (see the module docstring)
+    installation: Installation | None
+    system_token: SealedToken | None
+    token_digest: str = field(repr=False)
+    body: bytes = field(default=b"", repr=False)
+    now: float = 0.0
+
+
+Handler = Callable[[web.Request, ForgeCall], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ForgeRoute:
+    """One route: where, what body it takes, who handles it (every one needs a valid FIT)."""
+
+    method: str
+    path: str
+    handler: Handler
+    max_body: int = 0
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ForgeOptions:
+    """Tunables of the Forge routes (defaults suit production; tests shorten them)."""
+
+    keys: ForgeKeyOptions = field(default_factory=ForgeKeyOptions)
+
+
+@dataclass(kw_only=True, slots=True)
+class ForgeState:
+    """Per-app state: the key set and the installation reader."""
+
+    keys: ForgeKeys
+    installations: Installations
+    # installation ARI → row (a migrated Connect site, or a Forge install the worker stored)
+    by_installation: ReadCache[str, Installation]
+
+
+FORGE_OPTIONS: Final = web.AppKey("forge_options", ForgeOptions)
+FORGE_STATE: Final = web.AppKey("forge_state", ForgeState)
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# --- setup --------------------------------------------------------------------------------
+
+
+def setup_forge_routes(app: web.Application, options: ForgeOptions | None = None) -> None:
+    """Register :data:`ROUTES` under the path of ``DFJ_PUBLIC_URL``.
+
+    Without ``DFJ_FORGE_APP_ID`` the routes still exist and refuse every call (401): no token
+    can name an audience we do not know.
+    """
+    if options is not None or FORGE_OPTIONS not in app:
+        app[FORGE_OPTIONS] = options or ForgeOptions()
+    base_path = urlsplit(app[SETTINGS].public_url).path.rstrip("/")
+    for route in ROUTES:
+        app.router.add_route(route.method, base_path + route.path, _endpoint(route))
+    app.cleanup_ctx.append(_forge_context)
+
+
+async def _forge_context(app: web.Application) -> AsyncIterator[None]:
+    keys = ForgeKeys(
+        app[SETTINGS].forge_jwks_url, clock=app[CLOCK], options=app[FORGE_OPTIONS].keys
+    )
+    app[FORGE_STATE] = ForgeState(
+        keys=keys,
+        installations=Installations(app[DATABASE]),
+        by_installation=ReadCache(app[CLOCK], ttl=5.0, miss_ttl=1.0),
+    )
+    yield
+    await keys.close()
+
+
+# --- the guard ----------------------------------------------------------------------------
+
+
+def _endpoint(route: ForgeRoute) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await _read_body(request, route)
+            call = await _verify(request, body)
+            note(request, tenant=call.tenant)
+            return await route.handler(request, call)
+        except ForgeAuthError as exc:
+            note(request, reason=exc.reason)
+            return json_error(401, exc.reason)
+        except _Reject as exc:
+            note(request, reason=exc.reason)
+            return json_error(exc.status, exc.reason)
+
+    return endpoint
+
+
+async def _read_body(request: web.Request, route: ForgeRoute) -> bytes:
+    length = request.content_length
+    if length is not None and length > route.max_body:
+        raise _Reject(413, "body too large")
+    if route.content_type is not None and (
+        "Content-Type" not in request.headers or request.content_type != route.content_type
+    ):
+        raise _Reject(415, f"content type must be {route.content_type}")
+    try:
+        return await read_capped(request.content, route.max_body)
+    except TooLarge as exc:
+        raise _Reject(413, "body too large") from exc
+
+
+def _bearer(request: web.Request) -> str:
+    headers = request.headers.getall("Authorization", [])
+    if len(headers) != 1:
+        raise ForgeAuthError("missing token" if not headers else "ambiguous token")
+    scheme, _, token = headers[0].partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ForgeAuthError("missing token")
+    return token.strip()
+
+
+async def _verify(request: web.Request, body: bytes) -> ForgeCall:
+    app = request.app
+    settings = app[SETTINGS]
+    state = app[FORGE_STATE]
+    now = app[CLOCK].now()
+    token = _bearer(request)
+    header = read_header(token)
+    if not settings.forge_app_id:
+        raise ForgeAuthError("forge not configured")
+    key = await state.keys.get(header.kid, app[HTTP])
+    invocation = verify_fit(token, key, app_id=settings.forge_app_id, now=now)
+    installation = await _installation(state, invocation.installation_id)
+    tenant = installation.client_key if installation is not None else invocation.installation_id
+    return ForgeCall(
+        invocation=invocation,
+        tenant=tenant,
+        installation=installation,
+        system_token=await _system_token(request, invocation, now),
+        token_digest=hashlib.sha256(token.encode()).hexdigest(),
+        body=body,
+        now=now,
+    )
+
+
+async def _installation(state: ForgeState, installation_id: str) -> Installation | None:
+    try:
+        return await state.by_installation.get(
+            installation_id, lambda: state.installations.get_by_installation_id(installation_id)
+        )
+    except Exception as exc:  # any database failure is "try again later" to Forge
+        _log.warning("installation lookup failed", error=type(exc).__name__)
+        raise _Reject(503, "installations unavailable") from exc
+
+
+async def _system_token(
+    request: web.Request, invocation: Invocation, now: float
+) -> SealedToken | None:
+    raw = request.headers.get(SYSTEM_TOKEN_HEADER, "").strip()
+    if not raw:
+        return None
+    if not well_formed(raw):
+        note(request, reason="malformed system token")
+        return None
+    try:
+        return await seal_system_token(
+            request.app[CIPHER], invocation.installation_id, raw, now=now
+        )
+    except (ConfigError, TransientError) as exc:
+        _log.warning("key store unavailable", error=type(exc).__name__)
+        raise _Reject(503, "key store unavailable") from exc
+
+
+# --- helpers for handlers -----------------------------------------------------------------
+
+
+def _json_object(body: bytes) -> Mapping[str, Any]:
+    try:
+        parsed = orjson.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise _Reject(400, "body is not valid JSON") from exc
+    if not isinstance(parsed, dict):
+        raise _Reject(400, "body is not a JSON object")
+    return parsed
+
+
+def _installation_data(call: ForgeCall) -> dict[str, Any]:
+    """The installation's ids and, when Forge brought one, the sealed system token."""
+    inv = call.invocation
+    data: dict[str, Any] = {
+        "installationId": inv.installation_id,
+        "cloudId": inv.cloud_id,
+        "apiBaseUrl": inv.api_base_url,
+    }
+    if inv.app_version is not None:
+        data["appVersion"] = inv.app_version
+    if inv.environment_type is not None:
+        data["environmentType"] = inv.environment_type
+    if call.system_token is not None:
+        data["systemToken"] = {
+            "sealed": call.system_token.sealed,
+            "expiresAt": call.system_token.expires_at,
+        }
+    return data
+
+
+async def _publish(
+    request: web.Request,
+    call: ForgeCall,
+    *,
+    event_type: str,
+    event_id: str,
+    data: Mapping[str, Any],
+    session_key: str,
+    subject: str | None = None,
+) -> web.Response:
+    envelope = Envelope(
+        id=event_id,
+        source=events.SOURCE,
+        type=event_type,
+        data=data,
+        time=datetime.fromtimestamp(call.now, UTC),
+        subject=subject,
+        tenant=call.tenant,
+        session_key=session_key,
+        schema_version=events.SCHEMA_VERSIONS[event_type],
+    )
+    try:
+        await request.app[BUS].publish_envelope(JIRA_EVENTS, envelope)
+    except Exception as exc:  # whatever the backend raised, Forge should try again later
+        _log.warning("publish failed", event_id=event_id, error=type(exc).__name__)
+        raise _Reject(503, "bus unavailable") from exc
+    note(request, event_id=event_id)
+    return web.Response(status=204)
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+
+async def product_event(request: web.Request, call: ForgeCall) -> web.StreamResponse:
+    """A Forge product event: the same ``jira.webhook`` event a Connect webhook becomes."""
+    body = _json_object(call.body)
+    try:
+        data = event_data(body, client_key=call.tenant, retry=retry_count(body))
+    except BadPayload as exc:
+        raise _Reject(400, str(exc)) from exc
+    data["forge"] = _installation_data(call)
+    issue_id: str = data["issue"]["id"]
+    event_id = deterministic_id(
+        "forge-event", call.invocation.installation_id, data["event"], body_digest(body)
+    )
+    return await _publish(
+        request,
+        call,
+        event_type=events.JIRA_WEBHOOK,
+        event_id=event_id,
+        data=data,
+        session_key=f"{call.tenant}:{issue_id}",
+        subject=f"issue/{issue_id}",
+    )
+
+
+async def lifecycle(request: web.Request, call: ForgeCall) -> web.StreamResponse:
+    """``installed`` / ``upgraded``: the installation's ids, for the jira-worker to store."""
+    body = event_body(_json_object(call.body))
+    event_type = body.get("eventType")
+    if event_type not in LIFECYCLE_EVENTS:
+        raise _Reject(400, "eventType not handled")
+    claimed = body.get("id")
+    if claimed is not None and (
+        not isinstance(claimed, str) or installation_ari(claimed) != call.invocation.installation_id
+    ):
+        raise _Reject(400, "installation id does not match the token")
+    data = _installation_data(call)
+    installer = body.get("installerAccountId") or body.get("upgraderAccountId")
+    account = short_text(installer, 128)
+    if account is not None:
+        data["accountId"] = account
+    kind = events.FORGE_INSTALLED if event_type == FORGE_INSTALLED else events.FORGE_UPGRADED
+    event_id = deterministic_id(
+        "forge-lifecycle", call.invocation.installation_id, str(event_type), body_digest(body)
+    )
+    return await _publish(
+        request, call, event_type=kind, event_id=event_id, data=data, session_key=call.tenant
+    )
+
+
+async def scheduled(request: web.Request, call: ForgeCall) -> web.StreamResponse:
+    """The hourly trigger: hand the fresh system token on; nothing else to do."""
+    if call.system_token is None:
+        note(request, reason="no system token")
+        return web.Response(status=204)
+    event_id = deterministic_id("forge-token", call.invocation.installation_id, call.token_digest)
+    return await _publish(
+        request,
+        call,
+        event_type=events.FORGE_TOKEN,
+        event_id=event_id,
+        data=_installation_data(call),
+        session_key=call.tenant,
+    )
+
+
+async def uninstall(request: web.Request, call: ForgeCall) -> web.StreamResponse:
+    """``preUninstall``: the site is going; its data is purged after the retention period."""
+    event_id = deterministic_id("forge-uninstall", call.invocation.installation_id)
+    data = {k: v for k, v in _installation_data(call).items() if k != "systemToken"}
+    return await _publish(
+        request,
+        call,
+        event_type=events.FORGE_UNINSTALLED,
+        event_id=event_id,
+        data=data,
+        session_key=call.tenant,
+    )
+
+
+async def admin_config(request: web.Request, call: ForgeCall) -> web.StreamResponse:
+    """What the admin page shows: the same content as the Connect configuration page."""
+    inv = call.invocation
+    if inv.module_type != ADMIN_PAGE_TYPE or inv.module_key != ADMIN_PAGE_KEY:
+        raise _Reject(403, "only the admin page may read the configuration")
+    if inv.principal is None:
+        raise _Reject(403, "no Jira user")
+    config = await site_config(request, call.tenant, now=call.now)
+    installation = call.installation
+    site_url = None if installation is None else installation.display_url or installation.base_url
+    return web.json_response(
+        config.to_json(site_url=site_url), headers={"Cache-Control": "no-store"}
+    )
+
+
+# --- the route table ----------------------------------------------------------------------
+
+ROUTES: Final[tuple[ForgeRoute, ...]] = (
+    ForgeRoute(
+        method="POST",
+        path=_EVENTS_PATH,
+        handler=product_event,
+        max_body=EVENT_BODY_LIMIT,
+        content_type=JSON,
+    ),
+    ForgeRoute(
+        method="POST",
+        path="/forge/lifecycle",
+        handler=lifecycle,
+        max_body=LIFECYCLE_BODY_LIMIT,
+        content_type=JSON,
+    ),
+    ForgeRoute(
+        method="POST", path="/forge/scheduled", handler=scheduled, max_body=LIFECYCLE_BODY_LIMIT
+    ),
+    ForgeRoute(
+        method="POST", path="/forge/uninstall", handler=uninstall, max_body=LIFECYCLE_BODY_LIMIT
+    ),
+    ForgeRoute(method="GET", path="/forge/ui/config", handler=admin_config),
+)
