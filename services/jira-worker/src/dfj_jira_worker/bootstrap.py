@@ -83,7 +83,9 @@ async def bootstrap(
         name=SERVICE,
         settings=settings,
         port=settings.jira_worker_port,
-        tables=partial(build_tables, jira=jira, clock=clock, suggester=suggester),
+        tables=partial(
+            build_tables, jira=jira, clock=clock, suggester=suggester, app_key=settings.app_key
+        ),
         bus=bus,
         database=database,
         closers=closers,

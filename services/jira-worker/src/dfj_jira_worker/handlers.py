@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from dfj_common.bus import JIRA_COMMANDS, JIRA_EVENTS, Bus
 from dfj_common.clock import Clock
-from dfj_common.runtime import HandlerTable
+from dfj_common.envelope import Envelope
+from dfj_common.runtime import HandlerContext, HandlerTable
 from dfj_common.storage import Database, Installations, Subscriptions
 from dfj_jira_worker.commands import Commands, Suggester
+from dfj_jira_worker.forge_lifecycle import ForgeLifecycle
 from dfj_jira_worker.jira import JiraClient
 from dfj_jira_worker.lifecycle import Lifecycle
 from dfj_jira_worker.notify import Notifier
+from dfj_jira_worker.notify.events import WEBHOOK_EVENT_TYPE
 from dfj_jira_worker.reporting import Reporting
 
 
@@ -25,6 +28,7 @@ def build_tables(
     jira: JiraClient,
     clock: Clock,
     suggester: Suggester | None = None,
+    app_key: str = "discord-for-jira",
 ) -> dict[str, HandlerTable]:
     """Every consumed queue's table, wired to this process's database, bus and Jira client."""
     installations = Installations(database)
@@ -38,7 +42,22 @@ def build_tables(
     )
     commands = Commands.build(database, bus=bus, jira=jira, suggester=suggester)
     reporting = Reporting(installations=installations, jira=jira, bus=bus)
+    forge = ForgeLifecycle(
+        installations=installations, lifecycle=lifecycle, jira=jira, connect_key=app_key
+    )
+    notify = notifier.table()
+
+    async def webhook(envelope: Envelope, ctx: HandlerContext) -> None:
+        # A Forge event brings a system token: kept first, so the notifier calls with it.
+        await forge.remember(envelope)
+        await notify[WEBHOOK_EVENT_TYPE](envelope, ctx)
+
     return {
-        JIRA_EVENTS: {**lifecycle.table(), **notifier.table()},
+        JIRA_EVENTS: {
+            **lifecycle.table(),
+            **forge.table(),
+            **notify,
+            WEBHOOK_EVENT_TYPE: webhook,
+        },
         JIRA_COMMANDS: {**commands.table(), **reporting.table()},
     }

@@ -87,6 +87,10 @@ class Lifecycle:
     async def uninstalled(self, envelope: Envelope, _ctx: HandlerContext) -> None:
         client_key = _text(envelope.data, "clientKey")
         assert client_key is not None
+        await self.site_uninstalled(client_key, envelope)
+
+    async def site_uninstalled(self, client_key: str, envelope: Envelope) -> None:
+        """Mark the site uninstalled and ask the linker to purge it (Connect or Forge)."""
         known = await self.installations.set_state(client_key, InstallationState.UNINSTALLED)
         # Published even for a site we never stored: the purge is idempotent, and a stray
         # connection or link must not outlive an uninstall.

@@ -22,7 +22,7 @@ ACCOUNT_ID = "5b10ac8d82e05b22cc7d4ef5"
         ({"base_url": None}, "has no base URL"),
         ({"base_url": ""}, "has no base URL"),
         ({"shared_secret_ciphertext": None}, "has no shared secret"),
-        ({"kind": InstallationKind.FORGE}, "is not a Connect installation"),
+        ({"kind": InstallationKind.FORGE}, "has no Forge API base URL"),
         ({"state": InstallationState.UNINSTALLED}, "is uninstalled"),
         ({"base_url": "ftp://acme.example/"}, "unusable base URL"),
         ({"base_url": "https://user:pw@acme.atlassian.net"}, "unusable base URL"),

@@ -212,6 +212,9 @@ class Installations(_Repository):
         api_base_url: str | None = None,
         system_token_ciphertext: bytes | None = None,
         system_token_expires_at: datetime | None = None,
+        base_url: str | None = None,
+        display_url: str | None = None,
+        app_key: str | None = None,
         state: InstallationState = InstallationState.INSTALLED,
     ) -> Installation:
         """Insert or update a Forge installation.
@@ -229,6 +232,9 @@ class Installations(_Repository):
             api_base_url=api_base_url,
             system_token_ciphertext=system_token_ciphertext,
             system_token_expires_at=system_token_expires_at,
+            base_url=base_url,
+            display_url=display_url,
+            app_key=app_key,
         )
 
         def save_forge(conn: Connection) -> Installation:

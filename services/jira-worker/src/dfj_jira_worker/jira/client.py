@@ -12,6 +12,10 @@ short-lived cache of opened shared secrets (:mod:`.site`) and the cache of user 
 - **As a user** the request carries ``Authorization: Bearer`` with a token from the
   JWT-bearer grant, cached per (site, account, scopes). When Jira answers 401 the token is
   dropped and the request is retried once with a fresh one (tokens can be revoked early).
+- On a **Forge** installation the same calls go to its ``apiBaseUrl``: as the app with the
+  stored system token (``Bearer``; none valid → :class:`~.errors.JiraTokenPending`, the job
+  waits for Forge's next call), as a user with an offline user token minted with the system
+  token (:mod:`.offline_tokens`), cached the same way.
 
 Paths are relative to the site's base URL (``/rest/api/3/...``); a base URL with a path of
 its own (a proxy, the simulator's ``/sites/acme``) is prefixed when sending and is not part
@@ -40,11 +44,13 @@ from dfj_jira_worker.jira.app_jwt import app_token
 from dfj_jira_worker.jira.errors import (
     JiraError,
     JiraInstallationIncomplete,
+    JiraTokenPending,
     JiraUnavailable,
     error_for_status,
 )
 from dfj_jira_worker.jira.http import Answer, Transport
-from dfj_jira_worker.jira.site import SharedSecrets, Site, site_of
+from dfj_jira_worker.jira.offline_tokens import mint_offline_token
+from dfj_jira_worker.jira.site import SYSTEM_TOKEN_PURPOSE, SharedSecrets, Site, site_of
 from dfj_jira_worker.jira.user_tokens import (
     DEFAULT_SCOPES,
     IssuedToken,
@@ -64,6 +70,8 @@ _METHODS_WITHOUT_BODY: Final = frozenset({"GET", "HEAD", "DELETE"})
 _JSON: Final = "application/json"
 MAX_PROJECTS_PAGE: Final = 100
 MAX_REPORTED_ACCOUNTS: Final = 90
+#: A system token this close to its expiry is not used: the call could outlive it.
+SYSTEM_TOKEN_MARGIN: Final = 120.0
 
 
 def _segment(value: str | int) -> str:
@@ -118,6 +126,28 @@ class _Parts:
     oauth_url: str
 
 
+async def _system_token(parts: _Parts, site: Site) -> Secret:
+    """The Forge installation's system token, if one valid for a while yet is stored."""
+    forge = site.forge
+    assert forge is not None
+    if forge.sealed_token is None or forge.expires_at is None:
+        raise JiraTokenPending(
+            f"installation {site.client_key} has no Forge system token yet; "
+            "waiting for Forge's next call"
+        )
+    if forge.expires_at - parts.clock.now() < SYSTEM_TOKEN_MARGIN:
+        raise JiraTokenPending(
+            f"installation {site.client_key}: the Forge system token has expired; "
+            "waiting for Forge's next call"
+        )
+    return await parts.secrets.open(
+        site.client_key,
+        forge.sealed_token,
+        owner=forge.installation_id,
+        purpose=SYSTEM_TOKEN_PURPOSE,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _AppAuth:
     parts: _Parts
@@ -126,6 +156,9 @@ class _AppAuth:
     async def credential(
         self, site: Site, method: str, path: str, pairs: Sequence[tuple[str, str]]
     ) -> _Credential:
+        if site.forge is not None:
+            system = await _system_token(self.parts, site)
+            return _Credential("Bearer " + system.reveal(), system)
         secret = await self.parts.secrets.get(site)
         token = app_token(
             app_key=site.app_key or self.parts.app_key,
@@ -138,7 +171,9 @@ class _AppAuth:
         return _Credential("JWT " + token)
 
     def refused(self, credential: _Credential) -> bool:
-        return False  # a fresh JWT would be signed with the same secret: no point
+        # A fresh JWT would be signed with the same secret, and the system token stored is
+        # the only one there is: no point.
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +185,8 @@ class _UserAuth:
     async def credential(
         self, site: Site, method: str, path: str, pairs: Sequence[tuple[str, str]]
     ) -> _Credential:
+        if site.forge is not None:
+            return await self._offline(site)
         oauth_client_id = site.oauth_client_id
         if not oauth_client_id:
             raise JiraInstallationIncomplete(
@@ -168,6 +205,24 @@ class _UserAuth:
                 shared_secret=secret,
                 account_id=self.key.account_id,
                 scopes=self.key.scopes,
+                now=self.parts.clock.now(),
+            )
+
+        token = await self.parts.tokens.get(self.key, fetch)
+        return _Credential("Bearer " + token.reveal(), token)
+
+    async def _offline(self, site: Site) -> _Credential:
+        forge = site.forge
+        assert forge is not None
+
+        async def fetch() -> IssuedToken:
+            return await mint_offline_token(
+                self.parts.transport,
+                api_base_url=site.root,
+                system_token=await _system_token(self.parts, site),
+                cloud_id=forge.cloud_id,
+                client_key=site.client_key,
+                account_id=self.key.account_id,
                 now=self.parts.clock.now(),
             )
 

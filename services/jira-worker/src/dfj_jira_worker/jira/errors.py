@@ -41,6 +41,7 @@ __all__ = [
     "JiraInstallationIncomplete",
     "JiraNotFound",
     "JiraRateLimited",
+    "JiraTokenPending",
     "JiraUnauthorized",
     "JiraUnavailable",
     "error_for_status",
@@ -123,6 +124,25 @@ class JiraRateLimited(RateLimited):
         super().__init__(message, retry_after=retry_after)
         self.status = status
         self.user_message = user_message or "Jira is busy right now; try again in a moment."
+
+
+class JiraTokenPending(JiraRateLimited):
+    """A Forge installation has no valid system token now; Forge's next call brings one.
+
+    There is no endpoint to ask for a token: Forge hands one over with each event and with the
+    hourly scheduled trigger. The job waits (``retry_after``) rather than fail.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 300.0) -> None:
+        super().__init__(
+            message,
+            retry_after=retry_after,
+            status=None,
+            user_message=(
+                "This Jira site's connection is waiting for Jira to renew its access; "
+                "try again in a few minutes."
+            ),
+        )
 
 
 class JiraUnavailable(TransientError):

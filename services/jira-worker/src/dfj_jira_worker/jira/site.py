@@ -1,7 +1,12 @@
-"""An installation turned into what a call needs: where the site is, and its opened secret.
+"""An installation turned into what a call needs: where its API is, and its opened credential.
 
-A stored :class:`~dfj_common.storage.Installation` may be unusable for calls — a Forge row,
-a Connect row from an older lifecycle without ``oauthClientId``, an uninstalled site. That is
+Two kinds (DESIGN §3): a **Connect** installation is called on its site's base URL with JWTs
+signed by its shared secret; a **Forge** installation on its ``apiBaseUrl``
+(``https://api.atlassian.com/ex/jira/<cloudId>``) with the latest app system token Forge handed
+over (sealed by the gateway, AAD = installation ARI + ``forge-system-token``), which expires.
+
+A stored :class:`~dfj_common.storage.Installation` may be unusable for calls — a Forge row
+without an API base URL, a Connect row without a secret, an uninstalled site. That is
 found out here, once per :class:`~.client.JiraApi`, and raised as
 :class:`~.errors.JiraInstallationIncomplete` naming what is missing (permanent: the same row
 will fail the same way until the site installs again).
@@ -27,9 +32,27 @@ from dfj_common.secrets import EnvelopeCipher, SecretError, make_aad
 from dfj_common.storage import Installation, InstallationKind, InstallationState
 from dfj_jira_worker.jira.errors import JiraInstallationIncomplete
 
-__all__ = ["SECRET_PURPOSE", "SharedSecrets", "Site", "site_of"]
+__all__ = [
+    "SECRET_PURPOSE",
+    "SYSTEM_TOKEN_PURPOSE",
+    "ForgeCredential",
+    "SharedSecrets",
+    "Site",
+    "site_of",
+]
 
 SECRET_PURPOSE: Final = "connect-shared-secret"  # noqa: S105 - the AAD purpose the gateway seals with
+SYSTEM_TOKEN_PURPOSE: Final = "forge-system-token"  # noqa: S105 - likewise, for Forge
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeCredential:
+    """A Forge installation's sealed system token and its expiry (None: none delivered yet)."""
+
+    installation_id: str
+    cloud_id: str
+    sealed_token: bytes | None = field(repr=False)
+    expires_at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,23 +65,15 @@ class Site:
     app_key: str | None
     oauth_client_id: str | None
     sealed_secret: bytes = field(repr=False)
+    forge: ForgeCredential | None = None
 
 
 def _incomplete(installation: Installation, what: str) -> JiraInstallationIncomplete:
     return JiraInstallationIncomplete(f"installation {installation.client_key} {what}")
 
 
-def site_of(installation: Installation) -> Site:
-    """The callable site of ``installation``; :class:`JiraInstallationIncomplete` if it is not."""
-    if installation.kind != InstallationKind.CONNECT:
-        raise _incomplete(installation, "is not a Connect installation")
-    if installation.state == InstallationState.UNINSTALLED:
-        raise _incomplete(installation, "is uninstalled")
-    if not installation.base_url:
-        raise _incomplete(installation, "has no base URL")
-    if not installation.shared_secret_ciphertext:
-        raise _incomplete(installation, "has no shared secret")
-    parts = urlsplit(installation.base_url)
+def _root(installation: Installation, url: str, what: str) -> str:
+    parts = urlsplit(url)
     if (
         parts.scheme not in ("https", "http")
         or not parts.hostname
@@ -66,8 +81,21 @@ def site_of(installation: Installation) -> Site:
         or parts.query
         or parts.fragment
     ):
-        raise _incomplete(installation, "has an unusable base URL")
-    root = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        raise _incomplete(installation, f"has an unusable {what}")
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def site_of(installation: Installation) -> Site:
+    """The callable site of ``installation``; :class:`JiraInstallationIncomplete` if it is not."""
+    if installation.state == InstallationState.UNINSTALLED:
+        raise _incomplete(installation, "is uninstalled")
+    if installation.kind == InstallationKind.FORGE:
+        return _forge_site(installation)
+    if not installation.base_url:
+        raise _incomplete(installation, "has no base URL")
+    if not installation.shared_secret_ciphertext:
+        raise _incomplete(installation, "has no shared secret")
+    root = _root(installation, installation.base_url, "base URL")
     return Site(
         client_key=installation.client_key,
         base_url=installation.base_url,
@@ -78,6 +106,26 @@ def site_of(installation: Installation) -> Site:
     )
 
 
+def _forge_site(installation: Installation) -> Site:
+    if not installation.api_base_url or not installation.installation_id:
+        raise _incomplete(installation, "has no Forge API base URL")
+    expires = installation.system_token_expires_at
+    return Site(
+        client_key=installation.client_key,
+        base_url=installation.base_url or installation.api_base_url,
+        root=_root(installation, installation.api_base_url, "API base URL"),
+        app_key=installation.app_key,
+        oauth_client_id=None,
+        sealed_secret=b"",
+        forge=ForgeCredential(
+            installation_id=installation.installation_id,
+            cloud_id=installation.cloud_id or "",
+            sealed_token=installation.system_token_ciphertext,
+            expires_at=None if expires is None else expires.timestamp(),
+        ),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Opened:
     secret: Secret
@@ -85,7 +133,7 @@ class _Opened:
 
 
 class SharedSecrets:
-    """Opens sites' sealed shared secrets, keeping each for at most ``ttl`` seconds."""
+    """Opens sealed shared secrets and system tokens, keeping each for at most ``ttl`` seconds."""
 
     def __init__(
         self,
@@ -103,24 +151,29 @@ class SharedSecrets:
 
     async def get(self, site: Site) -> Secret:
         """The opened shared secret of ``site``."""
-        key = (site.client_key, site.sealed_secret)
+        return await self.open(
+            site.client_key, site.sealed_secret, owner=site.client_key, purpose=SECRET_PURPOSE
+        )
+
+    async def open(self, tenant: str, sealed: bytes, *, owner: str, purpose: str) -> Secret:
+        """The opened ``sealed`` blob bound to ``owner`` and ``purpose``; errors name ``tenant``."""
+        key = (owner, sealed)
         now = self._clock.monotonic()
         hit = self._opened.get(key)
         if hit is not None and now < hit.expires_at:
             return hit.secret
+        what = "shared secret" if purpose == SECRET_PURPOSE else "system token"
         try:
-            plain = await self._cipher.open(
-                site.sealed_secret, aad=make_aad(site.client_key, SECRET_PURPOSE)
-            )
+            plain = await self._cipher.open(sealed, aad=make_aad(owner, purpose))
         except SecretError as exc:
             raise JiraInstallationIncomplete(
-                f"installation {site.client_key}: the shared secret does not open ({exc.reason})"
+                f"installation {tenant}: the {what} does not open ({exc.reason})"
             ) from exc
         try:
             secret = Secret(plain.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise JiraInstallationIncomplete(
-                f"installation {site.client_key}: the shared secret is not text"
+                f"installation {tenant}: the {what} is not text"
             ) from exc
         self._opened.pop(key, None)
         self._opened[key] = _Opened(secret, now + self._ttl)
