@@ -51,7 +51,7 @@ def test_upgrade_creates_every_table_and_records_head(sqlite_url: str) -> None:
     """A fresh database upgrades to head with every table of the schema."""
     assert migrate.current(sqlite_url) is None
     migrate.upgrade(sqlite_url)
-    assert migrate.current(sqlite_url) == migrate.head() == "0002"
+    assert migrate.current(sqlite_url) == migrate.head() == "0003"
     assert _tables(sqlite_url) == TABLES | {"alembic_version"}
 
 
@@ -71,7 +71,7 @@ def test_upgrade_accepts_an_engine_and_is_idempotent(sqlite_url: str) -> None:
     engine = create_engine(sqlite_url)
     try:
         migrate.upgrade(engine)
-        assert migrate.current(engine) == "0002"
+        assert migrate.current(engine) == "0003"
     finally:
         engine.dispose()
 

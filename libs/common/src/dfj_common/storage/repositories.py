@@ -69,6 +69,7 @@ class Installation:
     api_base_url: str | None = None
     system_token_ciphertext: bytes | None = field(default=None, repr=False)
     system_token_expires_at: datetime | None = None
+    environment_id: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -215,6 +216,7 @@ class Installations(_Repository):
         base_url: str | None = None,
         display_url: str | None = None,
         app_key: str | None = None,
+        environment_id: str | None = None,
         state: InstallationState = InstallationState.INSTALLED,
     ) -> Installation:
         """Insert or update a Forge installation.
@@ -235,6 +237,7 @@ class Installations(_Repository):
             base_url=base_url,
             display_url=display_url,
             app_key=app_key,
+            environment_id=environment_id,
         )
 
         def save_forge(conn: Connection) -> Installation:
@@ -1052,6 +1055,7 @@ def _installation(r: Row[Any]) -> Installation:
         api_base_url=r.api_base_url,
         system_token_ciphertext=_bytes(r.system_token_ciphertext),
         system_token_expires_at=r.system_token_expires_at,
+        environment_id=r.environment_id,
     )
 
 

@@ -111,6 +111,7 @@ installations: Final = sa.Table(
     sa.Column("api_base_url", sa.String(URL_LENGTH)),
     sa.Column("system_token_ciphertext", sa.LargeBinary),
     sa.Column("system_token_expires_at", UtcDateTime),
+    sa.Column("environment_id", sa.String(255)),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.CheckConstraint(_in("kind", InstallationKind), name="kind"),

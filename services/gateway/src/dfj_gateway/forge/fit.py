@@ -51,6 +51,7 @@ _INSTALLATION: Final = re.compile(r"^ari:cloud:ecosystem::installation/[0-9A-Za-
 _CLOUD_ID: Final = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 _ACCOUNT_ID: Final = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
 _MODULE_KEY: Final = re.compile(r"^[A-Za-z0-9:_.-]{1,100}$")
+_ENVIRONMENT: Final = re.compile(r"^ari:cloud:ecosystem::environment/[0-9A-Za-z-]{1,64}$")
 _KID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,255}$")
 _REQUIRED: Final = ("exp", "nbf", "iat", "iss", "aud")
 
@@ -81,6 +82,7 @@ class Invocation:
     module_type: str | None
     app_version: str | None
     environment_type: str | None
+    environment_id: str | None  # the environment's ARI
     principal: str | None  # the signed-in user (UI invocations only)
     token_id: str | None  # jti
     expires_at: int
@@ -216,6 +218,7 @@ def _invocation(claims: Mapping[str, Any], exp: int) -> Invocation:
         module_type=_text(module.get("type"), _MODULE_KEY),
         app_version=version if isinstance(version, str) and len(version) <= 64 else None,
         environment_type=_text(_obj(app.get("environment")).get("type"), _MODULE_KEY),
+        environment_id=_text(_obj(app.get("environment")).get("id"), _ENVIRONMENT),
         principal=_text(claims.get("principal"), _ACCOUNT_ID),
         token_id=jti if isinstance(jti, str) and len(jti) <= 128 else None,
         expires_at=exp,

@@ -23,6 +23,11 @@ Routes:
 ``GET /forge/ui/config``
     The admin page's ``invokeRemote``: only with a FIT of the ``jira:adminPage`` module
     :data:`ADMIN_PAGE_KEY` and a signed-in principal (Jira shows admin pages to admins only).
+``POST /forge/ui/link``
+    The link page (``jira:globalPage`` :data:`LINK_PAGE_KEY`, opened from the linker's "Link in
+    Jira" button with ``?request=<link request>``): as the Connect link page, it binds the
+    signed-in Jira user (the FIT's ``principal``) to the Discord user who asked, and answers
+    Discord's authorize URL for the page to open.
 
 Each call to an endpoint with ``appSystemToken`` brings the app's system token
 (``x-forge-oauth-system``); it is sealed (:mod:`.system_token`) and published with the event
@@ -47,11 +52,13 @@ import structlog
 from aiohttp import web
 
 from dfj_common.bus import JIRA_EVENTS
+from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET
 from dfj_common.envelope import Envelope, deterministic_id
-from dfj_common.errors import ConfigError, TransientError
+from dfj_common.errors import ConfigError, DfjError, TransientError
 from dfj_common.storage import Installation, Installations
 from dfj_gateway import events
-from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SETTINGS
+from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTINGS
+from dfj_gateway.browser.state import StateError, begin_link, signing_key
 from dfj_gateway.forge.fit import (
     ForgeAuthError,
     Invocation,
@@ -69,6 +76,7 @@ from dfj_gateway.forge.payloads import (
     retry_count,
 )
 from dfj_gateway.forge.system_token import SealedToken, seal_system_token, well_formed
+from dfj_gateway.jira.link_request import verify_link_request
 from dfj_gateway.jira.payloads import BadPayload, short_text
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
@@ -79,6 +87,7 @@ __all__ = [
     "ADMIN_PAGE_KEY",
     "FORGE_OPTIONS",
     "FORGE_STATE",
+    "LINK_PAGE_KEY",
     "ROUTES",
     "ForgeCall",
     "ForgeOptions",
@@ -96,6 +105,10 @@ SYSTEM_TOKEN_HEADER: Final = "x-forge-oauth-system"  # noqa: S105 - a header nam
 #: The ``jira:adminPage`` module of forge/manifest.yml whose page may read the site's config.
 ADMIN_PAGE_KEY: Final = "config"
 ADMIN_PAGE_TYPE: Final = "jira:adminPage"
+#: The ``jira:globalPage`` module where a Jira user links their Discord account.
+LINK_PAGE_KEY: Final = "link"
+LINK_PAGE_TYPE: Final = "jira:globalPage"
+LINK_BODY_LIMIT: Final = 8 * 1024
 _EVENTS_PATH: Final = "/forge/events"
 
 
@@ -305,6 +318,8 @@ def _installation_data(call: ForgeCall) -> dict[str, Any]:
         data["appVersion"] = inv.app_version
     if inv.environment_type is not None:
         data["environmentType"] = inv.environment_type
+    if inv.environment_id is not None:
+        data["environmentId"] = inv.environment_id
     if call.system_token is not None:
         data["systemToken"] = {
             "sealed": call.system_token.sealed,
@@ -439,6 +454,50 @@ async def admin_config(request: web.Request, call: ForgeCall) -> web.StreamRespo
     )
 
 
+async def link(request: web.Request, call: ForgeCall) -> web.StreamResponse:
+    """The link page: Discord's authorize URL for the signed-in Jira user (and the asker)."""
+    inv = call.invocation
+    if inv.module_type != LINK_PAGE_TYPE or inv.module_key != LINK_PAGE_KEY:
+        raise _Reject(403, "only the link page may start a link")
+    if inv.principal is None:
+        raise _Reject(403, "no Jira user")
+    body = _json_object(call.body) if call.body else {}
+    token = body.get("request")
+    if token is not None and (not isinstance(token, str) or len(token) > 2048):
+        raise _Reject(400, "request is malformed")
+    try:
+        secret = await request.app[SECRETS].get(STATE_SIGNING_KEY_SECRET)
+        key = signing_key(secret.reveal())
+    except DfjError as exc:
+        note(request, error=type(exc).__name__)
+        raise _Reject(503, "linking is not set up on this server yet") from exc
+    asker: str | None = None
+    if token:
+        try:
+            asked = verify_link_request(key, token, now=call.now)
+        except StateError as exc:
+            raise _Reject(400, f"link request {exc.reason}") from exc
+        if asked.client_key != call.tenant:
+            raise _Reject(400, "link request for another site")
+        asker = asked.discord_user_id
+    try:
+        url, state = begin_link(
+            key,
+            request.app[SETTINGS],
+            client_key=call.tenant,
+            account_id=inv.principal,
+            now=call.now,
+            discord_user_id=asker,
+        )
+    except ConfigError as exc:
+        raise _Reject(503, "linking is not set up on this server yet") from exc
+    note(request, state_id=state.state_id)
+    return web.json_response(
+        {"authorizeUrl": url},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 # --- the route table ----------------------------------------------------------------------
 
 ROUTES: Final[tuple[ForgeRoute, ...]] = (
@@ -463,4 +522,5 @@ ROUTES: Final[tuple[ForgeRoute, ...]] = (
         method="POST", path="/forge/uninstall", handler=uninstall, max_body=LIFECYCLE_BODY_LIMIT
     ),
     ForgeRoute(method="GET", path="/forge/ui/config", handler=admin_config),
+    ForgeRoute(method="POST", path="/forge/ui/link", handler=link, max_body=LINK_BODY_LIMIT),
 )
