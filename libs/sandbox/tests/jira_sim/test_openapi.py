@@ -188,11 +188,11 @@ async def test_a_body_must_be_json_of_the_right_media_type(jira: JiraClient) -> 
 
 
 async def test_operations_in_the_spec_but_not_served_are_not_violations(jira: JiraClient) -> None:
-    """``serverInfo`` exists in Jira; the simulator says it does not serve it."""
-    answer = await jira.app("GET", "/rest/api/3/serverInfo")
+    """``dashboard`` exists in Jira; the simulator says it does not serve it."""
+    answer = await jira.app("GET", "/rest/api/3/dashboard")
     assert answer.status == 404
     assert jira.sim.spec_violations == []
-    assert jira.sim.unserved == ["GET /rest/api/3/serverInfo"]
+    assert jira.sim.unserved == ["GET /rest/api/3/dashboard"]
 
 
 async def test_unauthenticated_requests_are_refused_before_the_spec_check(jira: JiraClient) -> None:

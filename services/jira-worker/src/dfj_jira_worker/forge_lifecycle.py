@@ -67,6 +67,7 @@ class _Delivered:
     api_base_url: str
     sealed_token: bytes | None
     expires_at: datetime | None
+    environment_id: str | None
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -97,6 +98,7 @@ def _delivered(data: Mapping[str, Any]) -> _Delivered:
         api_base_url=_text(data, "apiBaseUrl"),
         sealed_token=sealed,
         expires_at=expires,
+        environment_id=env if isinstance(env := data.get("environmentId"), str) and env else None,
     )
 
 
@@ -178,6 +180,7 @@ class ForgeLifecycle:
             api_base_url=delivered.api_base_url,
             system_token_ciphertext=delivered.sealed_token if keep_token else None,
             system_token_expires_at=delivered.expires_at if keep_token else None,
+            environment_id=delivered.environment_id,
             state=InstallationState.ENABLED,
         )
         if not saved.base_url:

@@ -94,6 +94,7 @@ async def bootstrap(
             master_key=signing_key,
             public_url=settings.public_url,
             app_key=settings.app_key,
+            forge_app_id=settings.forge_app_id,
             clock=clock,
             settings=linker,
         ),

@@ -77,6 +77,7 @@ def build_tables(
     public_url: str,
     clock: Clock,
     app_key: str = "discord-for-jira",
+    forge_app_id: str | None = None,
     settings: LinkerSettings | None = None,
 ) -> Mapping[str, HandlerTable]:
     """The linker's tables, wired to its database, bus and Discord OAuth client."""
@@ -94,6 +95,7 @@ def build_tables(
         outcomes=repos.metadata_cache,
         public_url=public_url,
         app_key=app_key,
+        forge_app_id=forge_app_id,
         clock=clock,
     )
     servers = Servers(

@@ -46,6 +46,8 @@ from dfj_common.errors import DfjError, MalformedMessage
 from dfj_common.runtime import HandlerContext
 from dfj_common.storage import (
     GuildConnections,
+    Installation,
+    InstallationKind,
     Installations,
     InstallationState,
     MetadataCache,
@@ -81,6 +83,9 @@ _NOT_CONNECTED: Final = (
     "app's page in Jira, then someone with Manage Server runs `/jira connect`."
 )
 _AGAIN: Final = "Run `/jira link` in Discord to try again."
+_FORGE_PAGE_UNKNOWN: Final = (
+    "This Jira site's app is still being set up; run `/jira link` again in a few minutes."
+)
 #: The gateway's link page accepts these (``dfj_gateway.jira.link_request``).
 LINK_REQUEST: Final = "link-request"
 LINK_REQUEST_TTL: Final = 600
@@ -162,6 +167,7 @@ class Linking:
     public_url: str
     app_key: str
     clock: Clock
+    forge_app_id: str | None = None  # DFJ_FORGE_APP_ID: where a Forge site's link page lives
 
     # -- the OAuth callback ------------------------------------------------------------------
 
@@ -257,6 +263,27 @@ class Linking:
 
     # -- /jira link ------------------------------------------------------------------------------
 
+    def _link_page(self, installation: Installation, token: str) -> str | None:
+        """Our link page inside the site's Jira: Connect's general page, or Forge's global page.
+
+        A Forge ``jira:globalPage`` lives at ``{site}/jira/apps/{appId}/{environmentId}`` (ids
+        without their ARI prefix); None when this Forge site's environment is not known yet.
+        """
+        site = (installation.base_url or "").rstrip("/")
+        if installation.kind is InstallationKind.FORGE:
+            app = (self.forge_app_id or "").rpartition("/")[2]
+            environment = (installation.environment_id or "").rpartition("/")[2]
+            if not app or not environment:
+                return None
+            return (
+                f"{site}/jira/apps/{quote(app, safe='')}/{quote(environment, safe='')}"
+                f"?{urlencode({'request': token})}"
+            )
+        return (
+            f"{site}/plugins/servlet/ac/{quote(self.app_key)}/"
+            f"{LINK_PAGE_KEY}?{urlencode({'ac.request': token})}"
+        )
+
     async def start(self, invocation: Invocation) -> None:
         """Answer with the button to our page inside Jira, carrying a sealed link request."""
         if invocation.guild_id is None:
@@ -282,10 +309,10 @@ class Linking:
                 "exp": now + LINK_REQUEST_TTL,
             },
         )
-        page = (
-            f"{installation.base_url.rstrip('/')}/plugins/servlet/ac/{quote(self.app_key)}/"
-            f"{LINK_PAGE_KEY}?{urlencode({'ac.request': token})}"
-        )
+        page = self._link_page(installation, token)
+        if page is None:
+            await self.replies.answer(invocation, {"content": _FORGE_PAGE_UNKNOWN})
+            return
         current = await self.links.get_by_discord_user(connection.client_key, invocation.user_id)
         text = (
             "Link your Discord account to your Jira account: the button opens Jira, which "

@@ -10,6 +10,12 @@ OpenAPI document. :mod:`~dfj_sandbox.jira_sim.webhooks` builds the bodies Jira w
 ``installed``, then ``enabled``); from then on every change on the site is a signed webhook
 to the app, retried like Jira's (``sim.webhook_deliveries``, ``await sim.webhooks_idle()``),
 and ``site.app.page_url(...)`` / ``{baseUrl}/plugins/servlet/ac/…`` frame the app's pages.
+
+``await sim.install_forge_app(site, manifest_path, remote_base_url=...)`` installs it as a
+Forge app instead (or ``sim.migrate_to_forge`` moves a Connect install over): Forge
+Invocation Tokens signed with keys served at ``sim.forge_jwks_url``, system and offline user
+tokens for ``{sim.url}/ex/jira/{cloudId}``, trigger calls for every change
+(``sim.forge_deliveries``, ``await sim.forge_idle()``) — see :mod:`~dfj_sandbox.jira_sim.forge`.
 """
 
 from dfj_sandbox.jira_sim.changes import (
@@ -31,11 +37,21 @@ from dfj_sandbox.jira_sim.connect import (
 )
 from dfj_sandbox.jira_sim.delivery import (
     DeliveryAttempt,
+    ForgeDelivery,
     LifecycleDelivery,
     Outcome,
     WebhookDelivery,
 )
 from dfj_sandbox.jira_sim.dispatch import WebhookPolicy
+from dfj_sandbox.jira_sim.forge import (
+    CONNECT_CLIENT_KEY_PROPERTY,
+    JWKS_PATH,
+    ForgePlatform,
+    RemoteAnswer,
+)
+from dfj_sandbox.jira_sim.forge_installation import ForgeInstallation, ForgePolicy
+from dfj_sandbox.jira_sim.forge_manifest import ForgeManifest, ManifestRefused, load_manifest
+from dfj_sandbox.jira_sim.forge_tokens import OfflineTokenRequest
 from dfj_sandbox.jira_sim.jql import JqlSyntaxError, Query, parse
 from dfj_sandbox.jira_sim.jql_eval import CompiledQuery, JqlError, compile_query
 from dfj_sandbox.jira_sim.model import (
@@ -64,9 +80,11 @@ from dfj_sandbox.jira_sim.site import DEFAULT_PROJECT_KEY, DEFAULT_SCOPES, UNSET
 
 __all__ = [
     "ALL_PROJECTS",
+    "CONNECT_CLIENT_KEY_PROPERTY",
     "DEFAULT_PROJECT_KEY",
     "DEFAULT_SCOPES",
     "INSTALL_KEYS_PATH",
+    "JWKS_PATH",
     "MEMBER_PERMISSIONS",
     "PERMISSIONS",
     "SERVLET_TEMPLATE",
@@ -84,6 +102,11 @@ __all__ = [
     "CommentUpdated",
     "CompiledQuery",
     "DeliveryAttempt",
+    "ForgeDelivery",
+    "ForgeInstallation",
+    "ForgeManifest",
+    "ForgePlatform",
+    "ForgePolicy",
     "InstallRefused",
     "Issue",
     "IssueCreated",
@@ -96,13 +119,16 @@ __all__ = [
     "LifecycleDelivery",
     "LifecyclePolicy",
     "Limits",
+    "ManifestRefused",
     "Observer",
+    "OfflineTokenRequest",
     "OpenApiSpec",
     "Outcome",
     "PageModule",
     "Priority",
     "Project",
     "Query",
+    "RemoteAnswer",
     "SecurityLevel",
     "Site",
     "SpecViolation",
@@ -115,6 +141,7 @@ __all__ = [
     "WebhookPolicy",
     "Workflow",
     "compile_query",
+    "load_manifest",
     "locate_spec",
     "parse",
 ]

@@ -14,6 +14,12 @@ is for the app's own iframe routes, never for calls into Jira. An ``aud``, when 
 one user of one site, valid until it expires on the simulator's clock; the user must still be
 active.
 
+**Forge tokens** (``Authorization: Bearer`` on ``{sim.url}/ex/jira/{cloudId}/…``, the
+simulator's ``api.atlassian.com``): app system tokens and offline user tokens are grants too,
+marked ``via="api"`` — they are only accepted there, and site tokens only on the site's own
+URL (``via="site"``), as Atlassian's API gateway and a site's URL keep them apart. A system
+token's grant has ``kind="app"``: the request acts as the app user.
+
 **Scopes.** Each operation names its Connect scope (``x-atlassian-connect-scope``); the grant
 must reach it. Scopes nest: ``ADMIN`` ⊇ ``PROJECT_ADMIN`` ⊇ ``DELETE`` ⊇ ``WRITE`` ⊇ ``READ``.
 """
@@ -21,8 +27,8 @@ must reach it. Scopes nest: ``ADMIN`` ⊇ ``PROJECT_ADMIN`` ⊇ ``DELETE`` ⊇ `
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 import jwt
@@ -37,12 +43,16 @@ __all__ = [
     "Caller",
     "Grant",
     "GrantStore",
+    "Via",
     "authenticate",
     "scope_allows",
 ]
 
 LEEWAY: Final = 30  # seconds, as Jira's host-side reader allows
 _LADDER: Final = ("READ", "WRITE", "DELETE", "PROJECT_ADMIN", "ADMIN")
+
+Via = Literal["site", "api"]
+"""Where a request arrived: the site's own URL, or ``/ex/jira/{cloudId}`` (Forge)."""
 
 
 class AuthFailure(Exception):
@@ -60,16 +70,20 @@ class Caller:
     kind: Literal["app", "user"]
     user: User
     scopes: frozenset[str]
+    via: Via = "site"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Grant:
-    """What an access token stands for."""
+    """What an access token stands for (``installation``: the Forge installation, if any)."""
 
     client_key: str
     account_id: str
     scopes: frozenset[str]
     expires_at: float
+    kind: Literal["app", "user"] = "user"
+    via: Via = "site"
+    installation: str | None = None
 
 
 class GrantStore:
@@ -78,11 +92,26 @@ class GrantStore:
     def __init__(self) -> None:
         self._grants: dict[str, Grant] = {}
 
-    def issue(self, grant: Grant) -> str:
-        """A new opaque token for ``grant``."""
-        token = secrets.token_urlsafe(32)
+    def issue(self, grant: Grant, *, token: str | None = None) -> str:
+        """A token for ``grant``: ``token`` if given (a signed one), else a new opaque one."""
+        token = token or secrets.token_urlsafe(32)
         self._grants[token] = grant
         return token
+
+    def expire(self, where: Callable[[Grant], bool], *, at: float) -> int:
+        """End the grants ``where`` selects at ``at`` (if later); how many were selected."""
+        chosen = [token for token, grant in self._grants.items() if where(grant)]
+        for token in chosen:
+            grant = self._grants[token]
+            self._grants[token] = replace(grant, expires_at=min(grant.expires_at, at))
+        return len(chosen)
+
+    def revoke(self, where: Callable[[Grant], bool]) -> int:
+        """Forget the grants ``where`` selects (their tokens become unknown); how many."""
+        chosen = [token for token, grant in self._grants.items() if where(grant)]
+        for token in chosen:
+            del self._grants[token]
+        return len(chosen)
 
     def lookup(self, token: str) -> Grant | None:
         """The grant of ``token``, if it was issued."""
@@ -116,19 +145,23 @@ def authenticate(
     query: Iterable[tuple[str, str]],
     now: float,
     grants: GrantStore,
+    via: Via = "site",
 ) -> Caller:
-    """The caller of one request to ``site`` (AuthFailure if there is none)."""
+    """The caller of one request to ``site`` (AuthFailure if there is none).
+
+    ``via="api"`` (``/ex/jira/{cloudId}``) takes only bearer tokens granted for it.
+    """
     if not header:
         raise AuthFailure(
             "You are not authenticated. Authentication required to perform this operation."
         )
-    if header.startswith("JWT "):
+    if header.startswith("JWT ") and via == "site":
         return _app(
             site, header[4:].strip(), method=method, raw_path=raw_path, query=query, now=now
         )
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return _bearer(site, token.strip(), now, grants)
+        return _bearer(site, token.strip(), now, grants, via)
     raise AuthFailure("Unsupported authorization scheme.")
 
 
@@ -195,13 +228,15 @@ def _check_times(claims: dict[str, Any], now: float) -> None:
         raise AuthFailure("The JWT expires before it was issued.")
 
 
-def _bearer(site: Site, token: str, now: float, grants: GrantStore) -> Caller:
+def _bearer(site: Site, token: str, now: float, grants: GrantStore, via: Via) -> Caller:
     grant = grants.lookup(token)
-    if grant is None or grant.client_key != site.client_key:
+    if grant is None or grant.client_key != site.client_key or grant.via != via:
         raise AuthFailure("The access token is not valid.")
     if now >= grant.expires_at:
         raise AuthFailure("The access token has expired.")
+    if grant.kind == "app":
+        return Caller(kind="app", user=site.app_user, scopes=grant.scopes, via=via)
     user = site.user(grant.account_id)
     if user is None or not user.active:
         raise AuthFailure("The access token's user is not active.")
-    return Caller(kind="user", user=user, scopes=grant.scopes)
+    return Caller(kind="user", user=user, scopes=grant.scopes, via=via)

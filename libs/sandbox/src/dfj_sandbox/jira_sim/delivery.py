@@ -23,6 +23,7 @@ import aiohttp
 __all__ = [
     "RETRY_STATUSES",
     "DeliveryAttempt",
+    "ForgeDelivery",
     "LifecycleDelivery",
     "Outcome",
     "WebhookDelivery",
@@ -63,8 +64,19 @@ class DeliveryAttempt:
         return self.status is None or retryable(self.status)
 
 
+class _Attempted:
+    """What every delivery record says about its attempts."""
+
+    attempts: list[DeliveryAttempt]
+
+    @property
+    def statuses(self) -> list[int | None]:
+        """The status of each attempt (None: no answer), in order."""
+        return [attempt.status for attempt in self.attempts]
+
+
 @dataclass(kw_only=True)
-class WebhookDelivery:
+class WebhookDelivery(_Attempted):
     """One webhook event for one registered module, with every attempt made for it.
 
     ``identifier`` is what ``X-Atlassian-Webhook-Identifier`` carried on every attempt;
@@ -79,14 +91,9 @@ class WebhookDelivery:
     attempts: list[DeliveryAttempt] = field(default_factory=list)
     outcome: Outcome = "pending"
 
-    @property
-    def statuses(self) -> list[int | None]:
-        """The status of each attempt (None: no answer), in order."""
-        return [attempt.status for attempt in self.attempts]
-
 
 @dataclass(kw_only=True)
-class LifecycleDelivery:
+class LifecycleDelivery(_Attempted):
     """One lifecycle callback (``installed``, ``enabled``, ``uninstalled``) and its attempts."""
 
     site: str
@@ -95,10 +102,26 @@ class LifecycleDelivery:
     attempts: list[DeliveryAttempt] = field(default_factory=list)
     outcome: Outcome = "pending"
 
-    @property
-    def statuses(self) -> list[int | None]:
-        """The status of each attempt (None: no answer), in order."""
-        return [attempt.status for attempt in self.attempts]
+
+@dataclass(kw_only=True)
+class ForgeDelivery(_Attempted):
+    """One Forge invocation of a remote endpoint (a trigger, lifecycle, scheduled or
+    pre-uninstall call) and every attempt made for it.
+
+    ``event`` is the Forge event (``avi:jira:created:issue``, ``avi:forge:installed:app``) or
+    the module kind (``scheduledTrigger``, ``preUninstall``); ``module_key`` the manifest
+    module that caused it; ``body`` the event as first sent (retries add ``retryContext``).
+    """
+
+    site: str
+    installation_id: str
+    event: str
+    module_key: str
+    endpoint: str
+    url: str
+    body: Mapping[str, Any] | None = field(default=None, repr=False)
+    attempts: list[DeliveryAttempt] = field(default_factory=list)
+    outcome: Outcome = "pending"
 
 
 async def post_once(

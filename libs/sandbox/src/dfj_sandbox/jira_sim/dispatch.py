@@ -26,7 +26,9 @@ A delivery being retried *blocks the next one of the same site* until it is deli
 given up (recorded as ``failed``), so the retry budget bounds the wait and a dead endpoint
 cannot hold the queue forever. This is stricter than Jira, which promises no order at all;
 it makes tests deterministic, and an app that copes with Jira's disorder copes with this.
-Other sites are not held up.
+Other sites are not held up. The queue, the holds and the retry loop are
+:class:`OrderedDispatcher` and :func:`deliver`, shared with the Forge trigger dispatcher
+(:mod:`~dfj_sandbox.jira_sim.forge_dispatch`), which differs only in what it sends.
 
 A dispatcher can be held (``hold``/``release``, by reason): the simulator holds it while the
 app is being (re-)installed, so no webhook overtakes ``installed``/``enabled``, and while a
@@ -40,20 +42,31 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 import aiohttp
 
 from dfj_sandbox.jira_signing import auth_header, sign_request
 from dfj_sandbox.jira_sim.changes import Change
 from dfj_sandbox.jira_sim.connect import WebhookModule, split_relative
-from dfj_sandbox.jira_sim.delivery import WebhookDelivery, post_once
+from dfj_sandbox.jira_sim.delivery import DeliveryAttempt, Outcome, WebhookDelivery, post_once
 from dfj_sandbox.jira_sim.site import Site
 from dfj_sandbox.jira_sim.webhooks import bodies_for
 
-__all__ = ["FLOW", "WebhookDispatcher", "WebhookPolicy"]
+__all__ = [
+    "FLOW",
+    "DeliveryRecord",
+    "Job",
+    "OrderedDispatcher",
+    "RetrySchedule",
+    "WebhookDispatcher",
+    "WebhookPolicy",
+    "deliver",
+    "wait_idle",
+]
 
 FLOW: Final = "Primary"
 _USER_AGENT: Final = "Atlassian Webhook HTTP Client (dfj-sandbox)"
@@ -84,30 +97,78 @@ class WebhookPolicy:
         return float(min(self.first_delay * self.factor ** (retry - 1), self.max_delay))
 
 
+class RetrySchedule(Protocol):
+    """How often and when a delivery is tried again (:class:`WebhookPolicy`, ForgePolicy)."""
+
+    @property
+    def max_retries(self) -> int: ...
+
+    def delay(self, retry: int) -> float: ...
+
+
+class DeliveryRecord(Protocol):
+    """What a delivery loop fills in: one attempt per HTTP request, and the outcome."""
+
+    attempts: list[DeliveryAttempt]
+    outcome: Outcome
+
+
+async def deliver(
+    record: DeliveryRecord,
+    attempt: Callable[[int, DeliveryAttempt | None], Awaitable[DeliveryAttempt]],
+    *,
+    schedule: RetrySchedule,
+    worth_retrying: Callable[[DeliveryAttempt], bool],
+    gate: asyncio.Event | None = None,
+) -> None:
+    """Try ``attempt(retry, previous)`` until it is delivered, refused or out of retries.
+
+    Each attempt waits for ``gate`` (a held dispatcher) first; ``previous`` is the attempt
+    before (None on the first), so a caller can say why it retries. The outcome is set on
+    ``record``: ``delivered`` (2xx), ``refused`` (not worth retrying) or ``failed``.
+    """
+    retry = 0
+    previous: DeliveryAttempt | None = None
+    while True:
+        if gate is not None:
+            await gate.wait()
+        previous = await attempt(retry, previous)
+        record.attempts.append(previous)
+        if previous.ok:
+            record.outcome = "delivered"
+            return
+        if not worth_retrying(previous):
+            record.outcome = "refused"
+            return
+        if retry >= schedule.max_retries:
+            record.outcome = "failed"
+            return
+        retry += 1
+        await asyncio.sleep(schedule.delay(retry))
+
+
+R = TypeVar("R", bound=DeliveryRecord)
+
+
 @dataclass(frozen=True, kw_only=True)
-class _Queued:
-    record: WebhookDelivery
-    path: str
-    query: list[tuple[str, str]]
-    payload: bytes | None
+class Job(Generic[R]):
+    """One queued delivery: its record and how to make attempt ``retry``."""
+
+    record: R
+    attempt: Callable[[int, DeliveryAttempt | None], Awaitable[DeliveryAttempt]]
 
 
-class WebhookDispatcher:
-    """Delivers one site's webhooks to its app; ``start`` it, ``close`` it when done."""
+class OrderedDispatcher(ABC):
+    """One site's deliveries, one at a time in the order queued; ``start``, then ``close``.
 
-    def __init__(
-        self,
-        site: Site,
-        *,
-        http: aiohttp.ClientSession,
-        policy: Callable[[], WebhookPolicy],
-        records: Callable[[], list[WebhookDelivery]],
-    ) -> None:
+    A subclass decides what a change becomes (:meth:`observe`, calling :meth:`enqueue`), how
+    often to retry (:meth:`schedule`) and which failures are worth it (:meth:`worth_retrying`).
+    """
+
+    def __init__(self, site: Site, *, name: str) -> None:
         self._site = site
-        self._http = http
-        self._policy = policy
-        self._records = records
-        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._name = name
+        self._queue: asyncio.Queue[Job[Any]] = asyncio.Queue()
         self._unfinished = 0
         self._holds: set[str] = set()
         self._open = asyncio.Event()
@@ -115,12 +176,24 @@ class WebhookDispatcher:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
+    @abstractmethod
+    def observe(self, change: Change) -> None:
+        """Queue whatever ``change`` causes (an observer: must not block or raise)."""
+
+    @abstractmethod
+    def schedule(self) -> RetrySchedule:
+        """The retry schedule in force now."""
+
+    def worth_retrying(self, attempt: DeliveryAttempt) -> bool:
+        """Whether a failed attempt is tried again (Jira's webhook rule by default)."""
+        return attempt.worth_retrying
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Observe the site and start the delivery task."""
         self._site.observers.append(self.observe)
-        self._task = asyncio.create_task(self._run(), name=f"jira-webhooks:{self._site.name}")
+        self._task = asyncio.create_task(self._run(), name=f"{self._name}:{self._site.name}")
 
     async def close(self) -> None:
         """Stop observing, cancel the task; whatever was not delivered is ``cancelled``."""
@@ -136,6 +209,11 @@ class WebhookDispatcher:
             item = self._queue.get_nowait()
             item.record.outcome = "cancelled"
             self._done()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (a closed dispatcher queues nothing)."""
+        return self._closed
 
     def hold(self, reason: str) -> None:
         """Send nothing (a delivery under way finishes its attempt) until ``release``."""
@@ -157,12 +235,73 @@ class WebhookDispatcher:
         """Wait until nothing is queued or in flight."""
         await self._queue.join()
 
+    # --- delivering -----------------------------------------------------------------------
+
+    def enqueue(self, job: Job[Any]) -> None:
+        """Deliver ``job`` after everything queued before it."""
+        self._unfinished += 1
+        self._queue.put_nowait(job)
+
+    def _done(self) -> None:
+        self._unfinished -= 1
+        self._queue.task_done()
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            try:
+                await deliver(
+                    job.record,
+                    job.attempt,
+                    schedule=self.schedule(),
+                    worth_retrying=self.worth_retrying,
+                    gate=self._open,
+                )
+            except asyncio.CancelledError:
+                if job.record.outcome == "pending":
+                    job.record.outcome = "cancelled"
+                raise
+            finally:
+                self._done()
+
+
+async def wait_idle(dispatchers: Callable[[], Iterable[OrderedDispatcher]], timeout: float) -> None:
+    """Wait until none of ``dispatchers()`` has anything queued or in flight.
+
+    The set is asked again after each wait, since a delivery may start another site's.
+    TimeoutError after ``timeout`` seconds.
+    """
+    async with asyncio.timeout(timeout):
+        while any(d.pending for d in dispatchers()):
+            for dispatcher in list(dispatchers()):
+                await dispatcher.idle()
+
+
+class WebhookDispatcher(OrderedDispatcher):
+    """Delivers one site's Connect webhooks to its app (see the module docstring)."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        http: aiohttp.ClientSession,
+        policy: Callable[[], WebhookPolicy],
+        records: Callable[[], list[WebhookDelivery]],
+    ) -> None:
+        super().__init__(site, name="jira-webhooks")
+        self._http = http
+        self._policy = policy
+        self._records = records
+
+    def schedule(self) -> RetrySchedule:
+        return self._policy()
+
     # --- observing ------------------------------------------------------------------------
 
     def observe(self, change: Change) -> None:
         """Queue the webhooks ``change`` causes (only events the descriptor registered)."""
         app = self._site.app
-        if app is None or self._closed or not app.webhook_modules:
+        if app is None or self.closed or not app.webhook_modules:
             return
         for event, body in bodies_for(self._site, change):
             for module in app.modules_for(event):
@@ -186,71 +325,43 @@ class WebhookDispatcher:
         )
         self._records().append(record)
         payload = None if module.exclude_body else json.dumps(body).encode("utf-8")
-        self._unfinished += 1
-        self._queue.put_nowait(_Queued(record=record, path=path, query=query, payload=payload))
 
-    # --- delivering -----------------------------------------------------------------------
-
-    def _done(self) -> None:
-        self._unfinished -= 1
-        self._queue.task_done()
-
-    async def _run(self) -> None:
-        while True:
-            item = await self._queue.get()
-            try:
-                await self._deliver(item)
-            except asyncio.CancelledError:
-                if item.record.outcome == "pending":
-                    item.record.outcome = "cancelled"
-                raise
-            finally:
-                self._done()
-
-    async def _deliver(self, item: _Queued) -> None:
-        policy = self._policy()
-        record = item.record
-        retry = 0
-        while True:
-            await self._open.wait()
-            attempt = await post_once(
+        async def attempt(retry: int, _previous: DeliveryAttempt | None) -> DeliveryAttempt:
+            return await post_once(
                 self._http,
                 record.url,
-                body=item.payload,
-                headers=self._headers(item, retry),
-                timeout=policy.timeout,
+                body=payload,
+                headers=self._headers(record, path, query, payload, retry),
+                timeout=self._policy().timeout,
                 retry=retry,
             )
-            record.attempts.append(attempt)
-            if attempt.ok:
-                record.outcome = "delivered"
-                return
-            if not attempt.worth_retrying:
-                record.outcome = "refused"
-                return
-            if retry >= policy.max_retries:
-                record.outcome = "failed"
-                return
-            retry += 1
-            await asyncio.sleep(policy.delay(retry))
 
-    def _headers(self, item: _Queued, retry: int) -> dict[str, str]:
+        self.enqueue(Job(record=record, attempt=attempt))
+
+    def _headers(
+        self,
+        record: WebhookDelivery,
+        path: str,
+        query: list[tuple[str, str]],
+        payload: bytes | None,
+        retry: int,
+    ) -> dict[str, str]:
         site = self._site
         token = sign_request(
             site.shared_secret,
             client_key=site.client_key,
             method="POST",
-            path=item.path,
-            query=item.query,
+            path=path,
+            query=query,
             now=site.now(),
         )
         headers = {
             **auth_header(token),
-            "X-Atlassian-Webhook-Identifier": item.record.identifier,
+            "X-Atlassian-Webhook-Identifier": record.identifier,
             "X-Atlassian-Webhook-Retry": str(retry),
             "X-Atlassian-Webhook-Flow": FLOW,
             "User-Agent": _USER_AGENT,
         }
-        if item.payload is not None:
+        if payload is not None:
             headers["Content-Type"] = "application/json"
         return headers

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from dfj_sandbox.jira_sim.rest_app import get_app_property, server_info
 from dfj_sandbox.jira_sim.rest_comments import (
     add_comment,
     add_watcher,
@@ -70,5 +71,10 @@ ROUTES: Final[Mapping[tuple[str, str], Handler]] = {
     ("GET", "/rest/api/3/user"): get_user,
     ("GET", "/rest/api/3/user/bulk"): bulk_users,
     ("GET", "/rest/api/3/mypermissions"): my_permissions,
+    ("GET", "/rest/api/3/serverInfo"): server_info,
+    (
+        "GET",
+        "/rest/atlassian-connect/1/addons/{addonKey}/properties/{propertyKey}",
+    ): get_app_property,
 }
 """The operations served, by the spec's method and path template."""

@@ -12,6 +12,11 @@ Layout of the server (``sim.url`` is ``http://127.0.0.1:<port>``):
   key of every key the simulator has signed with, current or rotated out.
 - ``{baseUrl}/plugins/servlet/ac/{appKey}/{moduleKey}`` frames an app page for the site's
   signed-in user (:mod:`~dfj_sandbox.jira_sim.servlet`).
+- ``{sim.url}/ex/jira/{cloudId}/…`` is Atlassian's API gateway for Forge (a site's
+  ``apiBaseUrl``): the same REST API, the same checks, authenticated only by Forge's bearer
+  tokens; ``{sim.url}/graphql`` mints offline user tokens; ``{sim.url}/forge/.well-known/
+  jwks.json`` serves the keys Forge Invocation Tokens are signed with
+  (:mod:`~dfj_sandbox.jira_sim.forge`).
 
 Towards the app, the simulator behaves like Jira: :meth:`JiraSimulator.install_app` reads the
 descriptor and posts the signed lifecycle callbacks (:mod:`~dfj_sandbox.jira_sim.connect`);
@@ -35,7 +40,6 @@ schemas and records mismatches in :attr:`JiraSimulator.response_violations`.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import secrets
@@ -50,13 +54,26 @@ import aiohttp
 from aiohttp import web
 
 from dfj_common.clock import Clock, SystemClock
+from dfj_sandbox.forge_signing import Algorithm
+from dfj_sandbox.forge_signing import InstallKeyPair as ForgeKey
 from dfj_sandbox.jira_signing import InstallKeyPair
 from dfj_sandbox.jira_sim import connect
-from dfj_sandbox.jira_sim.auth import AuthFailure, Caller, GrantStore, authenticate, scope_allows
+from dfj_sandbox.jira_sim.auth import (
+    AuthFailure,
+    Caller,
+    GrantStore,
+    Via,
+    authenticate,
+    scope_allows,
+)
 from dfj_sandbox.jira_sim.connect import AppInstallation, LifecyclePolicy
-from dfj_sandbox.jira_sim.delivery import LifecycleDelivery, WebhookDelivery
-from dfj_sandbox.jira_sim.dispatch import WebhookDispatcher, WebhookPolicy
+from dfj_sandbox.jira_sim.delivery import ForgeDelivery, LifecycleDelivery, WebhookDelivery
+from dfj_sandbox.jira_sim.dispatch import WebhookDispatcher, WebhookPolicy, wait_idle
+from dfj_sandbox.jira_sim.forge import JWKS_PATH, ForgePlatform, RemoteAnswer
+from dfj_sandbox.jira_sim.forge_installation import ForgeInstallation, ForgePolicy
+from dfj_sandbox.jira_sim.forge_tokens import REPORT_SCOPE, OfflineTokenRequest
 from dfj_sandbox.jira_sim.jql import ParseCache
+from dfj_sandbox.jira_sim.model import User
 from dfj_sandbox.jira_sim.openapi import (
     OpenApiSpec,
     Operation,
@@ -78,6 +95,8 @@ _INSTALLING: Final = "installing"
 _PAUSED: Final = "paused"
 _SITE_NAME: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _FORM: Final = "application/x-www-form-urlencoded"
+API_PREFIX: Final = "/ex/jira"
+_UNAUTHORIZED: Final = {"code": 401, "message": "Unauthorized"}
 
 AuthKind = Literal["jwt", "bearer", "none", "other"]
 
@@ -134,7 +153,10 @@ class JiraSimulator:
     ``install_key`` is the first signed-install key (generated when first needed if not
     given: RSA generation costs tens of milliseconds, and most simulators in a test run
     never install an app). ``webhook_policy`` and ``lifecycle_policy`` say how calls to the
-    app are retried (sandbox-short by default; either may be replaced on the instance).
+    app are retried (sandbox-short by default; either may be replaced on the instance);
+    ``forge_policy`` how Forge calls the remote (``sim.forge.policy``). The Forge half is
+    :attr:`forge` (:class:`~dfj_sandbox.jira_sim.forge.ForgePlatform`); the ``*forge*``
+    methods here delegate to it.
     """
 
     def __init__(
@@ -151,6 +173,7 @@ class JiraSimulator:
         install_key: InstallKeyPair | None = None,
         webhook_policy: WebhookPolicy | None = None,
         lifecycle_policy: LifecyclePolicy | None = None,
+        forge_policy: ForgePolicy | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self._spec_source = spec
@@ -183,6 +206,13 @@ class JiraSimulator:
         self._dispatchers: dict[str, WebhookDispatcher] = {}
         self._paused = False
         self._http: aiohttp.ClientSession | None = None
+        self.forge = ForgePlatform(
+            grants=self._grants,
+            now=self.clock.now,
+            server_url=lambda: self.url,
+            http=self._session,
+            policy=forge_policy,
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -208,6 +238,9 @@ class JiraSimulator:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post(TOKEN_PATH, self._token)
         app.router.add_get(INSTALL_KEYS_PATH + "/{kid}", self._install_key_pem)
+        app.router.add_get(JWKS_PATH, self.forge.serve_jwks)
+        app.router.add_post("/graphql", self.forge.graphql)
+        app.router.add_route("*", API_PREFIX + "/{cloud_id}/{tail:.*}", self._api_rest)
         # Before the REST catch-all, which would otherwise take the servlet's paths.
         app.router.add_get("/sites/{site}/plugins/servlet/ac/{app_key}/{module_key}", self._servlet)
         app.router.add_get("/sites/{site}/browse/{key}", self._browse)
@@ -225,6 +258,7 @@ class JiraSimulator:
         """Cancel webhook deliveries (undelivered ones become ``cancelled``), stop listening."""
         for name in list(self._dispatchers):
             await self._stop_dispatcher(name)
+        await self.forge.close()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -386,15 +420,155 @@ class JiraSimulator:
         TimeoutError after ``timeout`` seconds — e.g. while :meth:`pause_webhooks` holds
         deliveries back, or a retried delivery is still within its budget.
         """
-        async with asyncio.timeout(timeout):
-            while any(d.pending for d in self._dispatchers.values()):
-                for dispatcher in list(self._dispatchers.values()):
-                    await dispatcher.idle()
+        await wait_idle(lambda: list(self._dispatchers.values()), timeout)
 
     def webhooks_for(self, site: Site | str | None = None) -> list[WebhookDelivery]:
         """The recorded webhook deliveries, of one site (by name or object) or of all."""
         name = site.name if isinstance(site, Site) else site
         return [d for d in self.webhook_deliveries if name is None or d.site == name]
+
+    # --- the app as a Forge app -----------------------------------------------------------
+
+    @property
+    def forge_jwks_url(self) -> str:
+        """Where the Forge signing keys are served (the gateway's JWKS URL)."""
+        return self.url + JWKS_PATH
+
+    @property
+    def forge_key(self) -> ForgeKey:
+        """The key Forge Invocation Tokens are signed with now."""
+        return self.forge.key
+
+    def rotate_forge_key(self, *, keep_old: bool = True) -> ForgeKey:
+        """Sign FITs with a new key (new ``kid``); old keys stay served if ``keep_old``."""
+        return self.forge.rotate_key(keep_old=keep_old)
+
+    def forge_token(
+        self,
+        installation: ForgeInstallation,
+        *,
+        module_key: str,
+        module_type: str = "core:endpoint",
+        claims_override: Mapping[str, Any] | None = None,
+        headers_override: Mapping[str, Any] | None = None,
+        key: ForgeKey | None = None,
+        algorithm: Algorithm = "RS256",
+    ) -> str:
+        """A FIT for ``installation`` (to build the tokens a verifier must refuse).
+
+        See :func:`dfj_sandbox.forge_signing.sign_fit`: ``claims_override`` replaces top-level
+        claims (None removes one), ``headers_override`` header fields, ``key`` signs with
+        another key (one the JWKS does not list: an unknown ``kid``), ``algorithm`` HS256
+        (keyed with the public key) or ``none``.
+        """
+        return self.forge.sign(
+            installation,
+            module_key=module_key,
+            module_type=module_type,
+            claims_override=claims_override,
+            headers_override=headers_override,
+            key=key,
+            algorithm=algorithm,
+        )
+
+    async def install_forge_app(
+        self,
+        site: Site,
+        manifest_path: str | Path,
+        *,
+        remote_base_url: str,
+        app_id: str | None = None,
+        installer: str | None = None,
+    ) -> ForgeInstallation:
+        """Install the app on ``site`` through Forge, from its ``manifest.yml``.
+
+        ``remote_base_url`` is the remote's real base URL (the file's is a placeholder);
+        ``app_id`` overrides ``app.id``; ``installer`` (default: the signed-in user) is the
+        ``installerAccountId``. Posts ``avi:forge:installed:app``; from then on the site's
+        changes are trigger calls. A manifest Forge would not take is a
+        :class:`~dfj_sandbox.jira_sim.forge_manifest.ManifestRefused` (an InstallRefused).
+        """
+        return await self.forge.install(
+            site, manifest_path, remote_base_url=remote_base_url, app_id=app_id, installer=installer
+        )
+
+    async def migrate_to_forge(
+        self,
+        site: Site,
+        manifest_path: str | Path,
+        *,
+        remote_base_url: str,
+        app_id: str | None = None,
+        installer: str | None = None,
+    ) -> ForgeInstallation:
+        """Move ``site``'s Connect installation to Forge ("Connect on Forge").
+
+        The manifest's ``app.connect.key`` must be the Connect app's key (InstallRefused
+        otherwise, and without the app installed); the Connect webhooks stop, Forge's
+        triggers take over, and the reserved ``connect_client_key_…`` app property answers
+        the Connect clientKey.
+        """
+
+        async def adopt() -> None:
+            await self._stop_dispatcher(site.name)
+
+        return await self.forge.install(
+            site,
+            manifest_path,
+            remote_base_url=remote_base_url,
+            app_id=app_id,
+            installer=installer,
+            adopt=adopt,
+        )
+
+    async def upgrade_forge_app(
+        self, installation: ForgeInstallation, *, upgrader: str | None = None
+    ) -> list[ForgeDelivery]:
+        """Deploy a new major version: ``avi:forge:upgraded:app`` to its triggers."""
+        return await self.forge.upgrade(installation, upgrader=upgrader)
+
+    async def run_scheduled_trigger(
+        self, installation: ForgeInstallation, key: str | None = None
+    ) -> ForgeDelivery:
+        """Fire the ``scheduledTrigger`` ``key`` (default: the only one) once."""
+        return await self.forge.run_scheduled(installation, key)
+
+    async def uninstall_forge_app(self, installation: ForgeInstallation) -> list[ForgeDelivery]:
+        """``preUninstall``, then no more events and every token of it revoked."""
+        return await self.forge.uninstall(installation)
+
+    async def invoke_remote(
+        self,
+        installation: ForgeInstallation,
+        user: User | str,
+        path: str,
+        *,
+        method: str = "GET",
+        body: Any = None,
+        module_key: str | None = None,
+    ) -> RemoteAnswer:
+        """The admin page's ``invokeRemote`` for ``user``: status and decoded JSON."""
+        return await self.forge.invoke_remote(
+            installation, user, path, method=method, body=body, module_key=module_key
+        )
+
+    def expire_system_tokens(self, installation: ForgeInstallation) -> int:
+        """End every Forge token of ``installation`` now (system and user tokens)."""
+        return self.forge.expire_tokens(installation)
+
+    @property
+    def forge_deliveries(self) -> list[ForgeDelivery]:
+        """Every Forge call to a remote (events, lifecycle, scheduled, preUninstall)."""
+        return self.forge.deliveries
+
+    @property
+    def offline_token_requests(self) -> list[OfflineTokenRequest]:
+        """Every ``offlineUserAuthToken`` request, minted or refused."""
+        return self.forge.offline_token_requests
+
+    async def forge_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no Forge event is queued or in flight (TimeoutError after ``timeout``)."""
+        await self.forge.idle(timeout)
 
     # --- sites ----------------------------------------------------------------------------
 
@@ -474,6 +648,8 @@ class JiraSimulator:
         self.webhook_deliveries.clear()
         self.lifecycle_deliveries.clear()
         self.install_key_requests.clear()
+        self.forge.deliveries.clear()
+        self.forge.offline_token_requests.clear()
 
     def _record(self, pending: _Pending, status: int) -> None:
         self.calls.append(
@@ -582,11 +758,40 @@ class JiraSimulator:
         reply = self._serve(site, pending, request, raw_path, body)
         return self._send(pending, reply)
 
+    async def _api_rest(self, request: web.Request) -> web.StreamResponse:
+        """``/ex/jira/{cloudId}/…``: a site's REST API behind Atlassian's API gateway."""
+        header = request.headers.get("Authorization")
+        query = tuple(request.rel_url.query.items())
+        cloud_id = request.match_info["cloud_id"]
+        site = next((s for s in self._sites.values() if s.cloud_id == cloud_id), None)
+        prefix = f"{API_PREFIX}/{cloud_id}"
+        pending = _Pending(
+            method=request.method,
+            path=request.path[len(prefix) :] or "/",
+            query=query,
+            site=None if site is None else site.name,
+            auth=_auth_kind(header),
+        )
+        if site is None:
+            return self._send(
+                pending, Reply(status=404, body={"code": 404, "message": "Not Found"})
+            )
+        raw_path = request.rel_url.raw_path[len(prefix) :] or "/"
+        body = await request.read()
+        return self._send(pending, self._serve(site, pending, request, raw_path, body, via="api"))
+
     def _serve(
-        self, site: Site, pending: _Pending, request: web.Request, raw_path: str, body: bytes
+        self,
+        site: Site,
+        pending: _Pending,
+        request: web.Request,
+        raw_path: str,
+        body: bytes,
+        *,
+        via: Via = "site",
     ) -> Reply:
         if pending.path == REPORT_ACCOUNTS_PATH:
-            return self._report_accounts(site, pending, request, raw_path, body)
+            return self._report_accounts(site, pending, request, raw_path, body, via=via)
         spec = self.spec
         operation: Operation | None = None
         path_params: Mapping[str, str] = {}
@@ -596,7 +801,7 @@ class JiraSimulator:
             pending.template = operation.template
         except RouteError as missing:
             route_error = missing
-        caller = self._gate(site, pending, request, raw_path)
+        caller = self._gate(site, pending, request, raw_path, via)
         if isinstance(caller, Reply):
             return caller
         pending.account_id = caller.user.account_id
@@ -616,19 +821,31 @@ class JiraSimulator:
         )
 
     def _report_accounts(
-        self, site: Site, pending: _Pending, request: web.Request, raw_path: str, body: bytes
+        self,
+        site: Site,
+        pending: _Pending,
+        request: web.Request,
+        raw_path: str,
+        body: bytes,
+        *,
+        via: Via,
     ) -> Reply:
-        """The Personal Data Reporting API (not in the REST spec; see ``privacy``)."""
+        """The Personal Data Reporting API (not in the REST spec; see ``privacy``).
+
+        Through the API gateway the app needs ``report:personal-data`` in its manifest.
+        """
         pending.template = REPORT_ACCOUNTS_PATH
         if request.method != "POST":
             return _jira_error(405, "Use POST.")
-        caller = self._gate(site, pending, request, raw_path)
+        caller = self._gate(site, pending, request, raw_path, via)
         if isinstance(caller, Reply):
             return caller
+        if via == "api" and caller.kind == "app" and REPORT_SCOPE not in caller.scopes:
+            return _jira_error(403, "The app needs the report:personal-data scope.")
         return report_accounts(site.reporting, kind=caller.kind, body=body)
 
     def _gate(
-        self, site: Site, pending: _Pending, request: web.Request, raw_path: str
+        self, site: Site, pending: _Pending, request: web.Request, raw_path: str, via: Via
     ) -> Caller | Reply:
         """The site's rate limit, then the caller; the refusal when either says no."""
         rejection = site.limiter.check()
@@ -645,8 +862,11 @@ class JiraSimulator:
                 query=pending.query,
                 now=self.clock.now(),
                 grants=self._grants,
+                via=via,
             )
         except AuthFailure as failure:
+            if via == "api":  # the gateway's answer, which says no more
+                return Reply(status=401, body=dict(_UNAUTHORIZED))
             return _jira_error(401, failure.message)
 
     def _operate(
@@ -688,7 +908,8 @@ class JiraSimulator:
             limits=self.limits,
         )
         try:
-            reply = handler(rest)
+            with self.forge.acting(site, caller):
+                reply = handler(rest)
         except Refusal as refusal:
             reply = refusal.reply
         if self.validate_responses:

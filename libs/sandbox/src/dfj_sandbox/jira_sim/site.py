@@ -18,7 +18,9 @@ Every change made through these methods is reported to ``site.observers`` as a t
 (:mod:`~dfj_sandbox.jira_sim.changes`); that is how an installed app's webhooks follow from
 both a test's builder calls and the app's own REST calls. The app's REST credentials exist
 from the start (``add_site``); the Connect install flow itself (descriptor, signed
-``installed``, ``enabled``) is :meth:`JiraSimulator.install_app`, which sets :attr:`Site.app`.
+``installed``, ``enabled``) is :meth:`JiraSimulator.install_app`, which sets :attr:`Site.app`;
+the Forge install (:meth:`JiraSimulator.install_forge_app`) sets :attr:`Site.forge`, and
+:attr:`Site.cloud_id` is the site's id on Atlassian's API gateway (``/ex/jira/{cloudId}``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from dfj_sandbox.jira_sim.reporting import Reporting
 
 if TYPE_CHECKING:
     from dfj_sandbox.jira_sim.connect import AppInstallation
+    from dfj_sandbox.jira_sim.forge_installation import ForgeInstallation
 
 __all__ = ["DEFAULT_PROJECT_KEY", "DEFAULT_SCOPES", "UNSET", "Site", "Unset", "default_workflow"]
 
@@ -125,8 +128,11 @@ class Site:
         clock: Clock,
         server_url: Callable[[], str],
         with_defaults: bool = True,
+        cloud_id: str | None = None,
     ) -> None:
         self.name = name
+        # The site's stable id on Atlassian's platform (Forge's cloudId; survives reinstalls).
+        self.cloud_id = cloud_id or str(uuid.uuid4())
         self.client_key = client_key
         self.shared_secret = shared_secret
         self.app_key = app_key
@@ -147,6 +153,8 @@ class Site:
         self.observers: list[Observer] = []
         # Set by JiraSimulator.install_app, cleared by uninstall_app.
         self.app: AppInstallation | None = None
+        # Set by JiraSimulator.install_forge_app / migrate_to_forge, cleared by uninstall.
+        self.forge: ForgeInstallation | None = None
         self.signed_in: str | None = None
         app_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{client_key}/{app_key}")
         self.app_user = User(

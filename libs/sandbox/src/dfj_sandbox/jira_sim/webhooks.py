@@ -47,6 +47,7 @@ from dfj_sandbox.jira_sim.site import Site
 
 __all__ = [
     "bodies_for",
+    "changelog_object",
     "comment_created",
     "comment_deleted",
     "comment_updated",
@@ -54,6 +55,7 @@ __all__ = [
     "issue_commented",
     "issue_created",
     "issue_deleted",
+    "issue_object",
     "issue_updated",
 ]
 
@@ -70,7 +72,8 @@ def _user(site: Site, account_id: str | None) -> dict[str, Any] | None:
     return user_json(site, site.user(account), _VERSION)
 
 
-def _issue(site: Site, issue: Issue, fields: tuple[str, ...] = ALL_FIELDS) -> dict[str, Any]:
+def issue_object(site: Site, issue: Issue, fields: tuple[str, ...] = ALL_FIELDS) -> dict[str, Any]:
+    """The ``issue`` of a webhook body (v2 fields as the app user sees them)."""
     viewer = site.app_user
     return {
         "id": issue.id,
@@ -80,7 +83,8 @@ def _issue(site: Site, issue: Issue, fields: tuple[str, ...] = ALL_FIELDS) -> di
     }
 
 
-def _changelog(changelog: Changelog) -> dict[str, Any]:
+def changelog_object(changelog: Changelog) -> dict[str, Any]:
+    """The ``changelog`` of an update: ``{id, items: [...]}``."""
     return {"id": changelog.id, "items": [item.to_json() for item in changelog.items]}
 
 
@@ -103,7 +107,7 @@ def issue_created(
         "webhookEvent": "jira:issue_created",
         "issue_event_type_name": "issue_created",
         "user": _user(site, user or issue.reporter),
-        "issue": _issue(site, issue),
+        "issue": issue_object(site, issue),
     }
 
 
@@ -121,8 +125,8 @@ def issue_updated(
         "webhookEvent": "jira:issue_updated",
         "issue_event_type_name": event_type or event_type_name(changelog),
         "user": _user(site, changelog.author),
-        "issue": _issue(site, issue),
-        "changelog": _changelog(changelog),
+        "issue": issue_object(site, issue),
+        "changelog": changelog_object(changelog),
     }
 
 
@@ -135,7 +139,7 @@ def issue_commented(
         "webhookEvent": "jira:issue_updated",
         "issue_event_type_name": "issue_commented",
         "user": _user(site, comment.author),
-        "issue": _issue(site, issue),
+        "issue": issue_object(site, issue),
         "comment": comment_json(site, issue, comment, _VERSION),
     }
 
@@ -149,7 +153,7 @@ def issue_deleted(
         "webhookEvent": "jira:issue_deleted",
         "issue_event_type_name": "issue_deleted",
         "user": _user(site, user),
-        "issue": _issue(site, issue),
+        "issue": issue_object(site, issue),
     }
 
 
@@ -160,7 +164,7 @@ def _comment_event(
         "timestamp": _millis(site, timestamp),
         "webhookEvent": name,
         "comment": comment_json(site, issue, comment, _VERSION),
-        "issue": _issue(site, issue, _COMMENT_EVENT_FIELDS),
+        "issue": issue_object(site, issue, _COMMENT_EVENT_FIELDS),
     }
 
 
