@@ -351,7 +351,10 @@ class ForgePlatform:
         body: Any = None,
         module_key: str | None = None,
     ) -> RemoteAnswer:
-        """What ``invokeRemote({path, method, body})`` on the admin page does for ``user``."""
+        """What ``invokeRemote({path, method, body})`` on a page does for ``user``.
+
+        The page is the manifest's page module ``module_key`` (by default its first admin page).
+        """
         self._require(installation)
         site = installation.site
         account_id = user.account_id if isinstance(user, User) else user
@@ -363,14 +366,16 @@ class ForgePlatform:
             for p in installation.manifest.admin_pages
             if p.endpoint is not None and (module_key is None or p.key == module_key)
         ]
+        if module_key is None:
+            pages = [p for p in pages if p.module_type == ADMIN_PAGE_MODULE]
         if not pages or pages[0].endpoint is None:
-            raise LookupError("the manifest has no jira:adminPage with a resolver endpoint")
+            raise LookupError(f"the manifest has no page {module_key!r} with a resolver endpoint")
         page, endpoint = pages[0], pages[0].endpoint
         app_uuid = installation.app_id.rsplit("/", 1)[-1]
         ui = UiContext(
             site_url=site.base_url,
             module_key=page.key,
-            extension_type=ADMIN_PAGE_MODULE,
+            extension_type=page.module_type,
             principal=viewer.account_id,
             local_id=(
                 f"ari:cloud:ecosystem::extension/{app_uuid}/{installation.environment_uuid}"
@@ -378,7 +383,7 @@ class ForgePlatform:
             ),
         )
         headers = self.invoker.headers(
-            installation, endpoint, module_key=page.key, module_type=ADMIN_PAGE_MODULE, ui=ui
+            installation, endpoint, module_key=page.key, module_type=page.module_type, ui=ui
         )
         data = None if body is None else json.dumps(body).encode("utf-8")
         try:

@@ -82,10 +82,18 @@ class PreUninstall:
 
 @dataclass(frozen=True, kw_only=True)
 class AdminPage:
-    """A ``jira:adminPage`` with a resolver endpoint (how ``invokeRemote`` reaches us)."""
+    """A page module (``jira:adminPage`` or ``jira:globalPage``) and its resolver endpoint.
+
+    The resolver is how the page's ``invokeRemote`` reaches the remote.
+    """
 
     key: str
     endpoint: str | None
+    module_type: str = "jira:adminPage"
+
+
+#: The Custom UI page modules the simulator can open (each page's invocations name its type).
+PAGE_MODULES: Final = ("jira:adminPage", "jira:globalPage")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,13 +227,14 @@ def read_manifest(document: object, *, app_id: str | None = None) -> ForgeManife
         )
     ]
     pages = []
-    for index, entry in enumerate(_entries(modules.get("jira:adminPage"), "jira:adminPage")):
-        where = f"modules.jira:adminPage[{index}]"
-        key = _text(entry, "key", where)
-        resolver = _map(entry.get("resolver"), f"{where}.resolver").get("endpoint")
-        if resolver is not None and resolver not in endpoints:
-            raise ManifestRefused(f"admin page {key!r} names an unknown endpoint {resolver!r}")
-        pages.append(AdminPage(key=key, endpoint=resolver))
+    for module_type in PAGE_MODULES:
+        for index, entry in enumerate(_entries(modules.get(module_type), module_type)):
+            where = f"modules.{module_type}[{index}]"
+            key = _text(entry, "key", where)
+            resolver = _map(entry.get("resolver"), f"{where}.resolver").get("endpoint")
+            if resolver is not None and resolver not in endpoints:
+                raise ManifestRefused(f"page {key!r} names an unknown endpoint {resolver!r}")
+            pages.append(AdminPage(key=key, endpoint=resolver, module_type=module_type))
     scopes = {
         str(name): _map(options, f"permissions.scopes.{name}").get("allowImpersonation") is True
         for name, options in _map(

@@ -53,9 +53,14 @@ def build_cast(sandbox: Sandbox, *, site_name: str = "demo") -> Cast:
     )
 
 
-async def first_run(sandbox: Sandbox, cast: Cast, *, subscribe: bool = True) -> None:
-    """Install, connect the server, link Alice, subscribe #general to the project."""
-    await sandbox.install(cast.site)
+async def first_run(
+    sandbox: Sandbox, cast: Cast, *, subscribe: bool = True, forge: bool = False
+) -> None:
+    """Install (as Connect, or through Forge), connect the server, link Alice, subscribe."""
+    if forge:
+        await sandbox.install_forge(cast.site, cast.alice)
+    else:
+        await sandbox.install(cast.site)
     await sandbox.connect_server(cast.site, cast.guild, cast.alice)
     await sandbox.link(cast.site, cast.channel_id, cast.alice)
     if subscribe:

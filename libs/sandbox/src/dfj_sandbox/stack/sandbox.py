@@ -16,6 +16,12 @@ up:
 4. :meth:`Sandbox.run_command`: any slash command as any member (``/jira subscribe`` to
    start notifications), waiting for the answer the discord-worker writes back.
 
+A site can instead install the app through **Forge** (:meth:`Sandbox.install_forge`, from
+``forge/manifest.yml``, as every new site must since Jira stopped installing private Connect
+apps), or move from Connect to Forge (:meth:`Sandbox.migrate_to_forge`). Steps 2 and 3 then
+go through our Forge pages: the admin page and the link page call the gateway with
+``invokeRemote`` as their Custom UI does.
+
 Nothing here reaches into a service's process or database: what a step needs to know it
 reads from what the simulators received, as a user would read their screen.
 """
@@ -33,7 +39,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar, overload
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
@@ -48,12 +54,17 @@ from dfj_sandbox.discord_sim import (
     RateLimits,
 )
 from dfj_sandbox.jira_sim import JiraSimulator
+from dfj_sandbox.jira_sim.forge_installation import ForgeInstallation
 from dfj_sandbox.jira_sim.site import Site
 from dfj_sandbox.stack.processes import SERVICES, ServiceProcesses, Sink, free_ports
 
 __all__ = ["CommandAnswer", "Member", "Sandbox", "SandboxError"]
 
 CONFIG_PAGE_KEY: Final = "dfj-configure"
+#: The sandbox's own Forge app id (a self-hoster registers theirs with ``forge register``).
+FORGE_APP_ID: Final = "ari:cloud:ecosystem::app/5d2c8a1e-7b3f-4c6d-9e0a-1b2c3d4e5f60"
+#: forge/manifest.yml of this checkout (libs/sandbox/src/dfj_sandbox/stack → the root).
+FORGE_MANIFEST: Final = Path(__file__).resolve().parents[5] / "forge" / "manifest.yml"
 _CONNECT_CODE: Final = re.compile(r"/jira connect code:([A-Z0-9-]+)<")
 _CONTINUE: Final = re.compile(r'id="continue" href="([^"]+)"')
 _STATUS_URL: Final = re.compile(r'const url = "([^"]+)"')
@@ -110,6 +121,8 @@ class Sandbox:
     public_url: str = field(init=False)
     linked: set[str] = field(default_factory=set, init=False)
     """Discord user ids that :meth:`link` linked."""
+    forge: dict[str, ForgeInstallation] = field(default_factory=dict, init=False)
+    """Forge installations by site name."""
     _http: aiohttp.ClientSession | None = field(default=None, init=False)
 
     async def __aenter__(self) -> Sandbox:
@@ -174,6 +187,8 @@ class Sandbox:
                 "DFJ_DATABASE_URL": f"sqlite:///{self.workdir / 'dfj.sqlite'}",
                 "DFJ_ATLASSIAN_INSTALL_KEYS_URL": self.jira.install_keys_url,
                 "DFJ_ATLASSIAN_OAUTH_URL": self.jira.oauth_url,
+                "DFJ_FORGE_APP_ID": FORGE_APP_ID,
+                "DFJ_FORGE_JWKS_URL": self.jira.forge_jwks_url,
                 # The simulated sites live on loopback over plain http; only an exact loopback
                 # entry lets them install (see dfj_gateway.jira.sites).
                 "DFJ_JIRA_SITE_ALLOWLIST": "127.0.0.1",
@@ -272,15 +287,74 @@ class Sandbox:
         """The site installs the app from our descriptor (and enables it)."""
         await self.jira.install_app(site, self.descriptor_url)
 
+    async def install_forge(
+        self, site: Site, admin: Member, *, manifest: Path = FORGE_MANIFEST
+    ) -> ForgeInstallation:
+        """``admin`` installs the app on the site through Forge.
+
+        Done once our admin page shows the site's URL: the jira-worker has stored the
+        installation and asked Jira where the site is.
+        """
+        installation = await self.jira.install_forge_app(
+            site,
+            manifest,
+            remote_base_url=self.public_url,
+            app_id=FORGE_APP_ID,
+            installer=admin.account_id,
+        )
+        return await self._forge_ready(site, installation, admin)
+
+    async def migrate_to_forge(
+        self, site: Site, admin: Member, *, manifest: Path
+    ) -> ForgeInstallation:
+        """The site's Connect app moves to Forge (``manifest`` names the Connect key)."""
+        installation = await self.jira.migrate_to_forge(
+            site,
+            manifest,
+            remote_base_url=self.public_url,
+            app_id=FORGE_APP_ID,
+            installer=admin.account_id,
+        )
+        return await self._forge_ready(site, installation, admin)
+
+    async def _forge_ready(
+        self, site: Site, installation: ForgeInstallation, admin: Member
+    ) -> ForgeInstallation:
+        self.forge[site.name] = installation
+
+        async def shown() -> bool:
+            page = await self.admin_page(site, admin)
+            return bool(page.get("site", {}).get("url"))
+
+        await self.until(shown, f"our admin page on {site.name} to show the site")
+        return installation
+
+    async def admin_page(self, site: Site, admin: Member) -> dict[str, Any]:
+        """What our Forge admin page shows ``admin`` (its ``invokeRemote`` to the gateway)."""
+        if admin.account_id is None:
+            raise SandboxError("the admin needs a Jira account to open the admin page")
+        answer = await self.jira.invoke_remote(
+            self.forge[site.name], admin.account_id, "/forge/ui/config"
+        )
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            raise SandboxError(f"the admin page's call answered {answer.status}: {answer.body}")
+        return answer.body
+
     async def connect_server(self, site: Site, guild: Guild, admin: Member) -> CommandAnswer:
         """The admin reads the connect code in Jira and runs ``/jira connect`` in ``guild``."""
         if admin.account_id is None:
             raise SandboxError("the admin needs a Jira account to open the configuration page")
-        app = site.app
-        if app is None:
-            raise SandboxError(f"the app is not installed on {site.name}")
-        url = app.page_url(CONFIG_PAGE_KEY, account_id=admin.account_id)
-        code = await self._find(url, _CONNECT_CODE, "the configuration page", "a connect code")
+        if site.name in self.forge:
+            shown = (await self.admin_page(site, admin)).get("connectCode")
+            if not isinstance(shown, dict) or not isinstance(shown.get("code"), str):
+                raise SandboxError("the admin page shows no connect code")
+            code = shown["code"]
+        else:
+            app = site.app
+            if app is None:
+                raise SandboxError(f"the app is not installed on {site.name}")
+            url = app.page_url(CONFIG_PAGE_KEY, account_id=admin.account_id)
+            code = await self._find(url, _CONNECT_CODE, "the configuration page", "a connect code")
         answer = await self.run_command(guild.channel_ids[0], admin, "connect", {"code": code})
         if "Connected" not in answer.content:
             raise SandboxError(f"/jira connect answered: {answer.content!r}")
@@ -295,10 +369,13 @@ class Sandbox:
         if button is None:
             raise SandboxError(f"/jira link answered no link button: {answer.content!r}")
         site.sign_in(member.account_id)
-        page = _with_query(button, "frame=0")
-        authorize = html.unescape(
-            await self._find(page, _CONTINUE, "the link page", "a Continue button")
-        )
+        if site.name in self.forge:
+            authorize = await self._forge_link_page(site, button, member.account_id)
+        else:
+            page = _with_query(button, "frame=0")
+            authorize = html.unescape(
+                await self._find(page, _CONTINUE, "the link page", "a Continue button")
+            )
         async with self.http.get(authorize) as consent:
             form = await consent.text()
         fields = {k: html.unescape(v) for k, v in _HIDDEN.findall(form)}
@@ -325,6 +402,28 @@ class Sandbox:
             raise SandboxError(f"linking {member.name} ended {outcome}")
         self.linked.add(member.discord_user_id)
         return outcome
+
+    async def _forge_link_page(self, site: Site, button: str, account_id: str) -> str:
+        """Our Forge link page, opened from the button: the authorize URL it offers."""
+        installation = self.forge[site.name]
+        prefix = f"{site.base_url.rstrip('/')}/jira/apps/"
+        if not button.startswith(prefix):
+            raise SandboxError(f"the link button does not open our Forge page: {button}")
+        request = parse_qs(urlsplit(button).query).get("request", [None])[0]
+        answer = await self.jira.invoke_remote(
+            installation,
+            account_id,
+            "/forge/ui/link",
+            method="POST",
+            body={"request": request} if request else {},
+            module_key="link",
+        )
+        url = answer.body.get("authorizeUrl") if isinstance(answer.body, dict) else None
+        if answer.status != 200 or not isinstance(url, str):
+            raise SandboxError(
+                f"the Forge link page's call answered {answer.status}: {answer.body}"
+            )
+        return url
 
     async def run_command(
         self,

@@ -51,7 +51,9 @@ _INSTALLATION: Final = re.compile(r"^ari:cloud:ecosystem::installation/[0-9A-Za-
 _CLOUD_ID: Final = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 _ACCOUNT_ID: Final = re.compile(r"^[A-Za-z0-9:_-]{1,128}$")
 _MODULE_KEY: Final = re.compile(r"^[A-Za-z0-9:_.-]{1,100}$")
-_ENVIRONMENT: Final = re.compile(r"^ari:cloud:ecosystem::environment/[0-9A-Za-z-]{1,64}$")
+_ENVIRONMENT: Final = re.compile(
+    r"^ari:cloud:ecosystem::environment/([0-9A-Za-z-]{1,64}/)?[0-9A-Za-z-]{1,64}$"
+)
 _KID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,255}$")
 _REQUIRED: Final = ("exp", "nbf", "iat", "iss", "aud")
 
