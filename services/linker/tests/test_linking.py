@@ -226,3 +226,55 @@ async def test_a_callback_for_a_site_that_uninstalled_meanwhile_links_nobody(rig
     [dm] = await rig.outbox()
     assert "no longer has the app" in rig.message_text(dm)
     assert rig.revoked() == 0  # the code was never exchanged
+
+
+async def test_on_a_forge_site_link_opens_our_forge_global_page(rig: Rig) -> None:
+    """Forge's ``jira:globalPage`` lives at ``{site}/jira/apps/{appId}/{environmentId}``."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from dfj_common.config import Secret
+    from dfj_common.storage import Installations
+    from dfj_gateway.jira.link_request import verify_link_request
+    from dfj_linker.handlers import build_tables
+    from dfj_linker.oauth import DiscordOAuth
+
+    app_id = "ari:cloud:ecosystem::app/5d2c8a1e-7b3f-4c6d-9e0a-1b2c3d4e5f60"
+    environment = "ari:cloud:ecosystem::environment/5d2c8a1e-7b3f-4c6d-9e0a-1b2c3d4e5f60/e1"
+    installations = Installations(rig.db)
+    await installations.save_forge(
+        "ari:cloud:ecosystem::installation/i-1", client_key=rig.site, environment_id=None
+    )
+
+    async def key() -> bytes:
+        return master_key(rig.signing_key)
+
+    oauth = DiscordOAuth(api_url=rig.sim.api_url, client_id="1", client_secret=Secret("unused"))
+    table = build_tables(
+        rig.db,
+        rig.bus,
+        oauth=oauth,
+        master_key=key,
+        public_url="https://dfj.example.test",
+        clock=rig.clock,
+        forge_app_id=app_id,
+    )["linker"]
+    event = rig.command("link", user_id=rig.alice)
+    await table[event.type](event, rig.context())
+    [reply] = await rig.outbox()
+    assert "still being set up" in rig.message_text(reply)
+    assert "components" not in reply.data["message"]
+
+    await installations.save_forge(
+        "ari:cloud:ecosystem::installation/i-1", environment_id=environment
+    )
+    await table[event.type](rig.command("link", user_id=rig.alice), rig.context())
+    [reply] = await rig.outbox()
+    [row] = reply.data["message"]["components"]
+    [button] = row["components"]
+    url = urlsplit(button["url"])
+    assert f"{url.scheme}://{url.netloc}" == rig.site_url
+    assert url.path == "/jira/apps/5d2c8a1e-7b3f-4c6d-9e0a-1b2c3d4e5f60/e1"
+    token = parse_qs(url.query)["request"][0]
+    asked = verify_link_request(master_key(rig.signing_key), token, now=rig.clock.now())
+    assert (asked.client_key, asked.discord_user_id) == (rig.site, rig.alice)
+    await oauth.close()

@@ -24,6 +24,7 @@ from services.gateway.tests.forge.conftest import (
 )
 
 EVENTS = "/forge/events"
+ENVIRONMENT_ID = "ari:cloud:ecosystem::environment/11111111-2222-4333-8444-555555555555"
 LIFECYCLE = "/forge/lifecycle"
 SYSTEM_TOKEN = (
     "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE4MDAwMDcyMDB9.c2lnbmF0dXJlLW9mLXRoZS1zeXN0ZW0tdG9rZW4"
@@ -131,6 +132,7 @@ async def test_a_product_event_becomes_the_connect_shaped_webhook_event(h: Harne
             "apiBaseUrl": API_BASE_URL,
             "appVersion": "1.2.0",
             "environmentType": "DEVELOPMENT",
+            "environmentId": ENVIRONMENT_ID,
         },
     }
     assert sealed["expiresAt"] == SYSTEM_TOKEN_EXP
@@ -294,6 +296,7 @@ async def test_installed_becomes_a_forge_installed_event(h: Harness) -> None:
         "apiBaseUrl": API_BASE_URL,
         "appVersion": "1.2.0",
         "environmentType": "DEVELOPMENT",
+        "environmentId": ENVIRONMENT_ID,
         "accountId": ACCOUNT_ID,
     }
     assert await h.open_token(token["sealed"]) == SYSTEM_TOKEN
