@@ -417,3 +417,18 @@ async def test_the_event_data_is_a_deep_copy_safe_mapping(h: Harness) -> None:
     sent = copy.deepcopy(body)
     await h.call(EVENTS, body, token=h.fit())
     assert body == sent
+
+
+async def test_a_bus_that_cannot_publish_gives_503_which_forge_retries(h: Harness) -> None:
+    await h.bus.close()
+    response = await h.call(EVENTS, updated_issue(), token=h.fit())
+    assert response.status == 503
+    assert (await response.json()) == {"error": "bus unavailable"}
+
+
+async def test_a_database_outage_gives_503(h: Harness) -> None:
+    await h.db.close()
+    response = await h.call(EVENTS, updated_issue(), token=h.fit())
+    assert response.status == 503
+    assert (await response.json()) == {"error": "installations unavailable"}
+    assert await h.queued() == 0

@@ -458,3 +458,14 @@ async def test_a_database_outage_is_503(h: Harness) -> None:
     await h.seed()
     await h.db.close()
     await rejected(h, 503, "installations unavailable", await send(h, UPDATED, issue_updated()))
+
+
+async def test_a_site_that_moved_to_forge_no_longer_takes_connect_webhooks(h: Harness) -> None:
+    """Once its row is a Forge installation, its events come from Forge only: no doubles."""
+    from dfj_common.storage import Installations
+
+    await h.seed()
+    await Installations(h.db).save_forge(
+        "ari:cloud:ecosystem::installation/moved", client_key=CLIENT_KEY
+    )
+    await rejected(h, 401, "unknown installation", await send(h, UPDATED, issue_updated()))
