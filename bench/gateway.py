@@ -1,6 +1,8 @@
-"""Gateway benchmark: verified Discord interactions/s and verified Jira webhooks/s.
+"""Gateway benchmark: verified Discord interactions/s, Jira webhooks/s and Forge events/s.
 
-Each request is really signed (Ed25519 for Discord, HS256 + qsh for Jira), verified by the real
+Each request is really signed (Ed25519 for Discord, HS256 + qsh for Jira webhooks, an RS256
+Forge Invocation Token whose key the gateway fetched from a JWKS URL for Forge product events,
+with a system token to seal), verified by the real
 gateway process (``python -m dfj_gateway``), published durably on the local bus and answered.
 The baseline is a bare aiohttp handler that reads the body and answers, on the same machine in
 the same run, driven by the same load generator from a separate process.
@@ -84,6 +86,83 @@ def discord_requests(count: int, seed_hex: str) -> list[tuple[str, bytes, dict[s
     return out
 
 
+FORGE_APP_ID = "ari:cloud:ecosystem::app/5d2c8a1e-7b3f-4c6d-9e0a-1b2c3d4e5f60"
+FORGE_PATH = "/forge/events"
+FORGE_TOKENS = 200  # distinct FITs, reused round-robin (RS256 signing is slow for the loader)
+
+
+def forge_requests(count: int, key_path: str) -> list[tuple[str, bytes, dict[str, str]]]:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from dfj_sandbox.forge_signing import FitSubject, InstallKeyPair, sign_fit
+
+    private = load_pem_private_key(Path(key_path).read_bytes(), password=None)
+    key = InstallKeyPair(kid="bench-forge-key", private_key=private)  # type: ignore[arg-type]
+    subject = FitSubject(
+        app_id=FORGE_APP_ID,
+        app_version="1.0.0",
+        installation_id="ari:cloud:ecosystem::installation/0c6b8f4e-2a1d-4e3f-9b7c-5d6e7f8a9b0c",
+        cloud_id="a436116f-02ce-4520-8fbb-7301462a1674",
+        api_base_url="https://api.atlassian.com/ex/jira/a436116f-02ce-4520-8fbb-7301462a1674",
+        environment_id="ari:cloud:ecosystem::environment/11111111-2222-4333-8444-555555555555",
+    )
+    now = time.time()
+    tokens = [
+        sign_fit(key, subject, module_key="events", now=now, lifetime=600)
+        for _ in range(min(FORGE_TOKENS, count))
+    ]
+    system = sign_fit(key, subject, module_key="system", now=now, lifetime=7200)
+    out = []
+    for n in range(count):
+        body = {
+            "eventType": "avi:jira:updated:issue",
+            "atlassianId": "5b10ac8d82e05b22cc7d4ef5",
+            "issue": {
+                "id": str(10_000 + n % 500),
+                "key": f"BENCH-{n % 500}",
+                "fields": {"project": {"id": "10000", "key": "BENCH"}},
+            },
+            "changelog": {"id": str(n), "items": [{"field": "status", "fieldId": "status"}]},
+        }
+        headers = {
+            "Authorization": f"Bearer {tokens[n % len(tokens)]}",
+            "x-forge-oauth-system": system,
+            "Content-Type": "application/json",
+        }
+        out.append((FORGE_PATH, json.dumps(body).encode(), headers))
+    return out
+
+
+def serve_jwks(key_path: Path) -> str:
+    """Forge's key endpoint for the gateway under test, on a thread of this process."""
+    import http.server
+    import threading
+
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from dfj_sandbox.forge_signing import InstallKeyPair, jwks
+
+    private = load_pem_private_key(key_path.read_bytes(), password=None)
+    document = json.dumps(
+        jwks([InstallKeyPair(kid="bench-forge-key", private_key=private)])  # type: ignore[arg-type]
+    ).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(document)))
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *_args: object) -> None:
+            return
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+
+
 def jira_requests(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
     from dfj_sandbox.jira_signing import auth_header, sign_request
 
@@ -155,7 +234,12 @@ async def drive(
 
 
 def run_load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> None:
-    requests = jira_requests(count) if kind == "jira" else discord_requests(count, seed_hex)
+    if kind == "jira":
+        requests = jira_requests(count)
+    elif kind == "forge":
+        requests = forge_requests(count, seed_hex)  # for Forge the last argument is the key
+    else:
+        requests = discord_requests(count, seed_hex)
     # Warm the connections and the server's caches first; the numbers are the steady state.
     asyncio.run(drive(base, requests[: min(200, count // 10)], 0))
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -168,6 +252,7 @@ def run_load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> No
 
 
 def load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> dict[str, Any]:
+    """Run one load in its own process; ``seed_hex`` is the Forge key's PEM path for Forge."""
     args = ["--role", "load", base, kind, str(count), str(rate), seed_hex]
     out = subprocess.run(
         [*LOAD_CPUS, sys.executable, __file__, *args],
@@ -199,6 +284,18 @@ async def seed(workdir: Path, kek: str) -> str:
             CLIENT_KEY, base_url="https://bench.atlassian.net", shared_secret_ciphertext=sealed
         )
     return url
+
+
+def _forge_key_pem() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], path: str = "/readyz") -> None:
@@ -250,6 +347,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dfj-bench-gw-") as tmp:
         workdir = Path(tmp)
         db_url = asyncio.run(seed(workdir, kek))
+        forge_key = workdir / "forge-key.pem"
+        forge_key.write_bytes(_forge_key_pem())
+        jwks_url = serve_jwks(forge_key)
         bare_port, gw_port = free_port(), free_port()
         bare = subprocess.Popen(
             [*SERVER_CPUS, sys.executable, __file__, "--role", "bare", str(bare_port)]
@@ -265,6 +365,8 @@ def main() -> None:
             "DFJ_KEK": kek,
             "DFJ_STATE_SIGNING_KEY": base64.b64encode(os.urandom(32)).decode(),
             "DFJ_LOG_LEVEL": "info",  # as in production: one line per request
+            "DFJ_FORGE_APP_ID": FORGE_APP_ID,
+            "DFJ_FORGE_JWKS_URL": jwks_url,
         }
         gateway = subprocess.Popen(
             [*SERVER_CPUS, sys.executable, "-m", "dfj_gateway"],
@@ -291,16 +393,23 @@ def main() -> None:
             # Saturated cases in interleaved rounds, medians reported: the bare handler is
             # bound by the load generator's core, whose speed drifts on a shared machine
             # (4,700-7,100 req/s between runs); one round each would measure the drift.
-            rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "discord": [], "jira": []}
+            rounds: dict[str, list[dict[str, Any]]] = {
+                "bare": [],
+                "discord": [],
+                "jira": [],
+                "forge": [],
+            }
             for _ in range(args.rounds):
                 rounds["bare"].append(load(bare_url, "discord", n, 0, seed_hex))
                 rounds["discord"].append(load(gw_url, "discord", n, 0, seed_hex))
                 rounds["jira"].append(load(gw_url, "jira", n, 0, seed_hex))
+                rounds["forge"].append(load(gw_url, "forge", n, 0, str(forge_key)))
             results = {
                 **{key: median_run(runs) for key, runs in rounds.items()},
                 "bare_paced": load(bare_url, "discord", paced, args.rate, seed_hex),
                 "discord_paced": load(gw_url, "discord", paced, args.rate, seed_hex),
                 "jira_paced": load(gw_url, "jira", paced, args.rate, seed_hex),
+                "forge_paced": load(gw_url, "forge", paced, args.rate, str(forge_key)),
             }
             rss = peak_rss_mb(gateway.pid)
         finally:
@@ -314,9 +423,11 @@ def main() -> None:
         "bare": "bare aiohttp handler (saturated)",
         "discord": "Discord interactions, verified + published",
         "jira": "Jira webhooks, verified + published",
+        "forge": "Forge events, FIT verified + published",
         "bare_paced": f"bare handler at {args.rate:.0f}/s",
         "discord_paced": f"Discord interactions at {args.rate:.0f}/s",
         "jira_paced": f"Jira webhooks at {args.rate:.0f}/s",
+        "forge_paced": f"Forge events at {args.rate:.0f}/s",
     }
     for key, label in labels.items():
         r = results[key]
@@ -326,13 +437,25 @@ def main() -> None:
             f"{r['load_cpu']:>9.2f}  {r['statuses']}"
         )
     ratio = results["discord"]["rps"] / base
-    worst_p99 = max(results["discord_paced"]["p99_ms"], results["jira_paced"]["p99_ms"])
+    worst_p99 = max(
+        results["discord_paced"]["p99_ms"],
+        results["jira_paced"]["p99_ms"],
+        results["forge_paced"]["p99_ms"],
+    )
     print(f"target interactions >= 0.45x bare: {ratio:.2f}x {'PASS' if ratio >= 0.45 else 'FAIL'}")
     print(
         f"target p99 <= 10 ms at {args.rate:.0f}/s: {worst_p99:.2f} ms "
         f"{'PASS' if worst_p99 <= 10 else 'FAIL'}"
     )
     print(f"target gateway peak RSS <= 120 MB: {rss:.0f} MB {'PASS' if rss <= 120 else 'FAIL'}")
+    forge_p99 = results["forge_paced"]["p99_ms"]
+    forge_ok = results["forge_paced"]["statuses"] == {
+        204: sum(results["forge_paced"]["statuses"].values())
+    }
+    print(
+        f"target Forge events answered well within Forge's 5 s: p99 {forge_p99:.2f} ms "
+        f"{'PASS' if forge_p99 < 5000 and forge_ok else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

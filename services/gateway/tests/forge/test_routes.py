@@ -432,3 +432,21 @@ async def test_a_database_outage_gives_503(h: Harness) -> None:
     assert response.status == 503
     assert (await response.json()) == {"error": "installations unavailable"}
     assert await h.queued() == 0
+
+
+async def test_one_system_token_is_sealed_once_and_the_blob_reused(h: Harness) -> None:
+    """Forge hands the same token over for hours: one seal, one blob for the worker."""
+    first = updated_issue()
+    second = updated_issue()
+    second["changelog"]["id"] = "20099"
+    for body in (first, second):
+        assert (await h.call(EVENTS, body, token=h.fit(), system_token=SYSTEM_TOKEN)).status == 204
+    a, b = await h.published(2)
+    assert a.data["forge"]["systemToken"] == b.data["forge"]["systemToken"]
+    other = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE4MDAwMDcyMDF9.YW5vdGhlci10b2tlbg"
+    third = updated_issue()
+    third["changelog"]["id"] = "20100"
+    await h.call(EVENTS, third, token=h.fit(), system_token=other)
+    [c] = await h.published()
+    assert c.data["forge"]["systemToken"]["expiresAt"] == SYSTEM_TOKEN_EXP + 1
+    assert await h.open_token(c.data["forge"]["systemToken"]["sealed"]) == other

@@ -18,6 +18,8 @@ Rules (reference forge.md §1.4 to §1.5):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import jwt
+import orjson
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from dfj_common.errors import VerificationError
@@ -56,6 +59,7 @@ _ENVIRONMENT: Final = re.compile(
 )
 _KID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/+=-]{0,255}$")
 _REQUIRED: Final = ("exp", "nbf", "iat", "iss", "aud")
+_COMPACT: Final = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
 class ForgeAuthError(VerificationError):
@@ -96,13 +100,20 @@ def installation_ari(value: str) -> str:
 
 
 def read_header(token: str) -> TokenHeader:
-    """The ``kid`` of an RS256 token; :class:`ForgeAuthError` for anything else."""
-    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+    """The ``kid`` of an RS256 token; :class:`ForgeAuthError` for anything else.
+
+    Only the header segment is decoded here (the key must be found before the signature can
+    be checked); PyJWT then reads the whole token once, in :func:`verify_fit`.
+    """
+    if not token or len(token) > MAX_TOKEN_LENGTH or not _COMPACT.match(token):
         raise ForgeAuthError("malformed token")
+    segment = token.partition(".")[0]
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
+        header: Any = orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error) as exc:
         raise ForgeAuthError("malformed token") from exc
+    if not isinstance(header, dict):
+        raise ForgeAuthError("malformed token")
     if header.get("alg") != "RS256":
         raise ForgeAuthError("algorithm not allowed")
     kid = header.get("kid")
@@ -119,8 +130,11 @@ def verify_fit(
     now: float,
     leeway: float = LEEWAY_SECONDS,
 ) -> Invocation:
-    """The invocation ``token`` proves, signed by ``key`` for ``app_id`` and valid at ``now``."""
-    read_header(token)  # pins RS256 again: the key alone must never decide the algorithm
+    """The invocation ``token`` proves, signed by ``key`` for ``app_id`` and valid at ``now``.
+
+    ``algorithms=["RS256"]`` pins the algorithm once more inside PyJWT: the token's header
+    never chooses it, and an RSA key cannot serve as an HMAC secret.
+    """
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

@@ -75,7 +75,7 @@ from dfj_gateway.forge.payloads import (
     event_data,
     retry_count,
 )
-from dfj_gateway.forge.system_token import SealedToken, seal_system_token, well_formed
+from dfj_gateway.forge.system_token import SealedToken, SealedTokens, well_formed
 from dfj_gateway.jira.link_request import verify_link_request
 from dfj_gateway.jira.payloads import BadPayload, short_text
 from dfj_gateway.lookups import ReadCache
@@ -154,6 +154,7 @@ class ForgeState:
     installations: Installations
     # installation ARI → row (a migrated Connect site, or a Forge install the worker stored)
     by_installation: ReadCache[str, Installation]
+    sealed_tokens: SealedTokens
 
 
 FORGE_OPTIONS: Final = web.AppKey("forge_options", ForgeOptions)
@@ -192,6 +193,7 @@ async def _forge_context(app: web.Application) -> AsyncIterator[None]:
         keys=keys,
         installations=Installations(app[DATABASE]),
         by_installation=ReadCache(app[CLOCK], ttl=5.0, miss_ttl=1.0),
+        sealed_tokens=SealedTokens(app[CLOCK]),
     )
     yield
     await keys.close()
@@ -285,7 +287,7 @@ async def _system_token(
         note(request, reason="malformed system token")
         return None
     try:
-        return await seal_system_token(
+        return await request.app[FORGE_STATE].sealed_tokens.get(
             request.app[CIPHER], invocation.installation_id, raw, now=now
         )
     except (ConfigError, TransientError) as exc:
