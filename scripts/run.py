@@ -91,8 +91,10 @@ async def run_for_real() -> int:
         print(
             f"all {len(services.names)} services ready: gateway on "
             f"http://127.0.0.1:{services.port('gateway')}\n"
-            f"  install in Jira (Manage apps, upload app): {public}/atlassian-connect.json\n"
-            f"  Discord interactions endpoint URL:         {public}/discord/interactions",
+            f"  install in Jira through Forge (forge/README.md), remote base URL: {public}\n"
+            f"  Connect descriptor (sites that already run the Connect app): "
+            f"{public}/atlassian-connect.json\n"
+            f"  Discord interactions endpoint URL: {public}/discord/interactions",
             flush=True,
         )
 

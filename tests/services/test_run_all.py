@@ -84,11 +84,12 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
             if "all 4 services ready" in line:
                 break
         assert any("all 4 services ready" in x for x in lines), "".join(lines)
-        for _ in range(2):  # the two URLs to give Jira and Discord follow the ready line
+        for _ in range(3):  # the URLs to give Jira (Forge, Connect) and Discord follow it
             lines.append(proc.stdout.readline())
         said = "".join(lines)
         assert "https://dfj.example.org/atlassian-connect.json" in said
         assert "https://dfj.example.org/discord/interactions" in said
+        assert "through Forge" in said and "remote base URL: https://dfj.example.org" in said
         prefixes = {x.split("|", 1)[0].strip() for x in lines if "|" in x}
         assert {"gateway", "jira-worker", "discord-worker", "linker"} <= prefixes
         assert (tmp_path / "dfj.sqlite").exists()  # migrated before the services started
