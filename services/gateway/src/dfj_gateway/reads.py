@@ -7,9 +7,10 @@ hold up an answer that Discord expects within 3 seconds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from typing import Final, TypeVar
+from collections.abc import Awaitable, Mapping
+from typing import Any, Final, TypeVar
 
+import orjson
 import structlog
 from aiohttp import StreamReader, web
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dfj_common.errors import DfjError
 from dfj_gateway.middleware import note
 
-__all__ = ["TooLarge", "bounded", "read_capped"]
+__all__ = ["Rejected", "TooLarge", "bounded", "json_object", "read_body", "read_capped"]
 
 T = TypeVar("T")
 _log: Final = structlog.get_logger("dfj.gateway.reads")
@@ -25,6 +26,45 @@ _log: Final = structlog.get_logger("dfj.gateway.reads")
 
 class TooLarge(Exception):
     """The stream held more than the cap."""
+
+
+class Rejected(Exception):
+    """A request refused with ``status`` and a short ``reason`` (the route answers it)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def read_body(request: web.Request, *, max_body: int, content_type: str | None) -> bytes:
+    """The body of a route that takes at most ``max_body`` bytes of ``content_type``.
+
+    Checked in this order, before anything is parsed: the declared length (413), the content
+    type (415), then the bytes actually sent (413 as soon as they pass the cap).
+    """
+    length = request.content_length
+    if length is not None and length > max_body:
+        raise Rejected(413, "body too large")
+    if content_type is not None and (
+        "Content-Type" not in request.headers or request.content_type != content_type
+    ):
+        raise Rejected(415, f"content type must be {content_type}")
+    try:
+        return await read_capped(request.content, max_body)
+    except TooLarge as exc:
+        raise Rejected(413, "body too large") from exc
+
+
+def json_object(body: bytes) -> Mapping[str, Any]:
+    """``body`` parsed as a JSON object; 400 for anything else (bad UTF-8, deep nesting too)."""
+    try:
+        parsed = orjson.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(400, "body is not valid JSON") from exc
+    if not isinstance(parsed, dict):
+        raise Rejected(400, "body is not a JSON object")
+    return parsed
 
 
 async def read_capped(stream: StreamReader, limit: int) -> bytes:

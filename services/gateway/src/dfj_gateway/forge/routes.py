@@ -47,7 +47,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import orjson
 import structlog
 from aiohttp import web
 
@@ -80,7 +79,8 @@ from dfj_gateway.jira.link_request import verify_link_request
 from dfj_gateway.jira.payloads import BadPayload, short_text
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
-from dfj_gateway.reads import TooLarge, read_capped
+from dfj_gateway.reads import Rejected as _Reject
+from dfj_gateway.reads import json_object, read_body
 from dfj_gateway.site_config import site_config
 
 __all__ = [
@@ -161,13 +161,6 @@ FORGE_OPTIONS: Final = web.AppKey("forge_options", ForgeOptions)
 FORGE_STATE: Final = web.AppKey("forge_state", ForgeState)
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 # --- setup --------------------------------------------------------------------------------
 
 
@@ -205,7 +198,9 @@ async def _forge_context(app: web.Application) -> AsyncIterator[None]:
 def _endpoint(route: ForgeRoute) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         try:
-            body = await _read_body(request, route)
+            body = await read_body(
+                request, max_body=route.max_body, content_type=route.content_type
+            )
             call = await _verify(request, body)
             note(request, tenant=call.tenant)
             return await route.handler(request, call)
@@ -217,20 +212,6 @@ def _endpoint(route: ForgeRoute) -> Callable[[web.Request], Awaitable[web.Stream
             return json_error(exc.status, exc.reason)
 
     return endpoint
-
-
-async def _read_body(request: web.Request, route: ForgeRoute) -> bytes:
-    length = request.content_length
-    if length is not None and length > route.max_body:
-        raise _Reject(413, "body too large")
-    if route.content_type is not None and (
-        "Content-Type" not in request.headers or request.content_type != route.content_type
-    ):
-        raise _Reject(415, f"content type must be {route.content_type}")
-    try:
-        return await read_capped(request.content, route.max_body)
-    except TooLarge as exc:
-        raise _Reject(413, "body too large") from exc
 
 
 def _bearer(request: web.Request) -> str:
@@ -298,16 +279,6 @@ async def _system_token(
 # --- helpers for handlers -----------------------------------------------------------------
 
 
-def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        parsed = orjson.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise _Reject(400, "body is not valid JSON") from exc
-    if not isinstance(parsed, dict):
-        raise _Reject(400, "body is not a JSON object")
-    return parsed
-
-
 def _installation_data(call: ForgeCall) -> dict[str, Any]:
     """The installation's ids and, when Forge brought one, the sealed system token."""
     inv = call.invocation
@@ -365,7 +336,7 @@ async def _publish(
 
 async def product_event(request: web.Request, call: ForgeCall) -> web.StreamResponse:
     """A Forge product event: the same ``jira.webhook`` event a Connect webhook becomes."""
-    body = _json_object(call.body)
+    body = json_object(call.body)
     try:
         data = event_data(body, client_key=call.tenant, retry=retry_count(body))
     except BadPayload as exc:
@@ -388,7 +359,7 @@ async def product_event(request: web.Request, call: ForgeCall) -> web.StreamResp
 
 async def lifecycle(request: web.Request, call: ForgeCall) -> web.StreamResponse:
     """``installed`` / ``upgraded``: the installation's ids, for the jira-worker to store."""
-    body = event_body(_json_object(call.body))
+    body = event_body(json_object(call.body))
     event_type = body.get("eventType")
     if event_type not in LIFECYCLE_EVENTS:
         raise _Reject(400, "eventType not handled")
@@ -463,7 +434,7 @@ async def link(request: web.Request, call: ForgeCall) -> web.StreamResponse:
         raise _Reject(403, "only the link page may start a link")
     if inv.principal is None:
         raise _Reject(403, "no Jira user")
-    body = _json_object(call.body) if call.body else {}
+    body = json_object(call.body) if call.body else {}
     token = body.get("request")
     if token is not None and (not isinstance(token, str) or len(token) > 2048):
         raise _Reject(400, "request is malformed")

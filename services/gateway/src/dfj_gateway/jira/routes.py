@@ -49,7 +49,6 @@ from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import orjson
 import structlog
 from aiohttp import web
 
@@ -91,7 +90,8 @@ from dfj_gateway.jira.sites import site_allowed
 from dfj_gateway.jira.tenants import SecretCache, SecretCacheOptions, seal_shared_secret
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
-from dfj_gateway.reads import TooLarge, read_capped
+from dfj_gateway.reads import Rejected as _Reject
+from dfj_gateway.reads import json_object, read_body
 from dfj_gateway.site_config import site_config
 
 __all__ = [
@@ -192,15 +192,6 @@ JIRA_OPTIONS: Final = web.AppKey("jira_options", JiraOptions)
 JIRA_STATE: Final = web.AppKey("jira_state", JiraState)
 
 
-class _Reject(Exception):
-    """A request refused with ``status`` and a short ``reason``."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 # --- setup --------------------------------------------------------------------------------
 
 
@@ -246,7 +237,9 @@ async def _jira_context(app: web.Application) -> AsyncIterator[None]:
 def _endpoint(route: JiraRoute) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def endpoint(request: web.Request) -> web.StreamResponse:
         try:
-            body = await _read_body(request, route)
+            body = await read_body(
+                request, max_body=route.max_body, content_type=route.content_type
+            )
             verified = await _verify(request, route, body)
             if verified.claims is not None:
                 note(request, tenant=verified.client_key)
@@ -259,20 +252,6 @@ def _endpoint(route: JiraRoute) -> Callable[[web.Request], Awaitable[web.StreamR
             return json_error(exc.status, exc.reason)
 
     return endpoint
-
-
-async def _read_body(request: web.Request, route: JiraRoute) -> bytes:
-    length = request.content_length
-    if length is not None and length > route.max_body:
-        raise _Reject(413, "body too large")
-    if route.content_type is not None and (
-        "Content-Type" not in request.headers or request.content_type != route.content_type
-    ):
-        raise _Reject(415, f"content type must be {route.content_type}")
-    try:
-        return await read_capped(request.content, route.max_body)
-    except TooLarge as exc:
-        raise _Reject(413, "body too large") from exc
 
 
 def _token(request: web.Request, *, in_query: bool) -> str:
@@ -403,16 +382,6 @@ async def _shared_secret(
 # --- helpers for handlers -----------------------------------------------------------------
 
 
-def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        parsed = orjson.loads(body)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, deep nesting
-        raise _Reject(400, "body is not valid JSON") from exc
-    if not isinstance(parsed, dict):
-        raise _Reject(400, "body is not a JSON object")
-    return parsed
-
-
 async def _publish(request: web.Request, envelope: Envelope) -> web.Response:
     """Publish to ``jira-events``; 204 only once the bus holds it durably, else 503."""
     try:
@@ -478,7 +447,7 @@ def lifecycle(event_type: str) -> Handler:
 
     async def handle(request: web.Request, verified: Verified) -> web.StreamResponse:
         settings = request.app[SETTINGS]
-        body = _json_object(verified.body)
+        body = json_object(verified.body)
         if body.get("clientKey") != verified.client_key:
             raise JiraAuthError("clientKey does not match the token")
         try:
@@ -545,7 +514,7 @@ def webhook(event: str) -> Handler:
 
     async def handle(request: web.Request, verified: Verified) -> web.StreamResponse:
         client_key = verified.client_key
-        body = _json_object(verified.body)
+        body = json_object(verified.body)
         try:
             delivery = WebhookDelivery.from_headers(request.headers)
             data = webhook_data(body, client_key=client_key, event=event, delivery=delivery)
