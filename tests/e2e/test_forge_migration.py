@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from dfj_common.storage import Database, Installations, InstallationKind
+from dfj_common.storage import Database, InstallationKind, Installations
 from dfj_sandbox.discord_sim import Message
 from dfj_sandbox.stack import Cast, Sandbox, build_cast, file_sink, first_run
 from dfj_sandbox.stack.sandbox import FORGE_APP_ID, FORGE_MANIFEST

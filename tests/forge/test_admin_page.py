@@ -16,7 +16,6 @@ Every test asserts what a user sees, and that the page threw nothing.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -25,15 +24,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(60),
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SOURCE: Final = ROOT / "forge" / "static" / "admin"
 BUNDLE: Final = SOURCE / "build"
 FAKE_BRIDGE: Final = Path(__file__).with_name("fake_bridge.js")
-CHROMIUM: Final = shutil.which("chromium") or shutil.which("chromium-browser")
 IMPORT_MAP: Final = (
     '<script type="importmap">{"imports": {"@forge/bridge": "/fake-bridge.js"}}</script>'
 )
@@ -189,17 +192,13 @@ def _color_mode() -> str | None:
     return None
 
 
-@pytest.fixture(name="h", params=["source", "bundle"])
+@pytest_asyncio.fixture(name="h", params=["source", "bundle"], loop_scope="module")
 async def _harness(
-    request: pytest.FixtureRequest, color_mode: str | None
+    request: pytest.FixtureRequest, browser: Any, color_mode: str | None
 ) -> AsyncIterator[Harness]:
-    if CHROMIUM is None:
-        pytest.skip("needs Chromium (apt-get install chromium; CI has it)")
     bundle = request.param == "bundle"
     if bundle and not _bundle_is_current():
         pytest.skip("no current admin bundle: run `npm ci && npm run build` in forge/")
-    from playwright.async_api import async_playwright
-
     app = _server(BUNDLE if bundle else SOURCE, import_map=not bundle)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -207,34 +206,29 @@ async def _harness(
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-            try:
-                context = await browser.new_context(locale="en-GB", timezone_id="UTC")
-                if bundle:
-                    await context.add_init_script(HOST_BRIDGE)
-                if color_mode is not None:
-                    await context.add_init_script(
-                        f"globalThis.__colorMode = {json.dumps(color_mode)};"
-                    )
-                page = await context.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                # Chromium logs every non-2xx fetch ("Failed to load resource"); the tests
-                # answer 401 and 503 on purpose, and a missing asset fails them anyway.
-                page.on(
-                    "console",
-                    lambda msg: (
-                        errors.append(msg.text)
-                        if msg.type == "error"
-                        and not msg.text.startswith("Failed to load resource")
-                        else None
-                    ),
-                )
-                yield Harness(f"http://{host}:{port}/", app[BACKEND], page, errors)
-                assert errors == [], errors
-            finally:
-                await browser.close()
+        context = await browser.new_context(locale="en-GB", timezone_id="UTC")
+        if bundle:
+            await context.add_init_script(HOST_BRIDGE)
+        if color_mode is not None:
+            await context.add_init_script(f"globalThis.__colorMode = {json.dumps(color_mode)};")
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Chromium logs every non-2xx fetch ("Failed to load resource"); the tests
+        # answer 401 and 503 on purpose, and a missing asset fails them anyway.
+        page.on(
+            "console",
+            lambda msg: (
+                errors.append(msg.text)
+                if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                else None
+            ),
+        )
+        try:
+            yield Harness(f"http://{host}:{port}/", app[BACKEND], page, errors)
+            assert errors == [], errors
+        finally:
+            await context.close()
     finally:
         await runner.cleanup()
 

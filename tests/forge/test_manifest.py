@@ -1,7 +1,8 @@
 """``forge/manifest.yml`` holds together: every reference resolves, the scopes and events are
-the ones the gateway and workers rely on, and the admin page it deploys is the one built from
-``forge/static/admin`` (``forge/package.json``'s ``build``). ``forge lint`` is the real judge;
-it needs an Atlassian login, so this is what can be checked here.
+the ones the gateway and workers rely on, and the pages it deploys (the admin page and the
+link page) are the ones built from ``forge/static/<page>`` (``forge/package.json``'s
+``build``). ``forge lint`` is the real judge; it needs an Atlassian login, so this is what can
+be checked here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,18 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from dfj_gateway.forge.routes import (
+    ADMIN_PAGE_KEY,
+    ADMIN_PAGE_TYPE,
+    LINK_PAGE_KEY,
+    LINK_PAGE_TYPE,
+)
+
 ROOT: Final = Path(__file__).resolve().parents[2]
 FORGE: Final = ROOT / "forge"
+#: The Custom UI pages: module type → the folder under forge/static/ built into its resource.
+PAGE_TYPES: Final = ("jira:adminPage", "jira:globalPage")
+PAGES: Final = ("admin", "link")
 
 
 @pytest.fixture(name="manifest", scope="module")
@@ -39,7 +50,7 @@ def referenced(manifest: dict[str, Any]) -> list[tuple[str, str]]:
         for m in modules.get(kind, [])
     ]
     refs += [
-        ("jira:adminPage", m["resolver"]["endpoint"]) for m in modules.get("jira:adminPage", [])
+        (kind, m["resolver"]["endpoint"]) for kind in PAGE_TYPES for m in modules.get(kind, [])
     ]
     return refs
 
@@ -52,6 +63,7 @@ def test_every_module_names_a_declared_endpoint(manifest: dict[str, Any]) -> Non
         "scheduledTrigger",
         "preUninstall",
         "jira:adminPage",
+        "jira:globalPage",
     }
     for kind, key in refs:
         assert key in declared, f"{kind} names endpoint {key!r}, which is not declared"
@@ -61,7 +73,9 @@ def test_every_module_names_a_declared_endpoint(manifest: dict[str, Any]) -> Non
 
 def test_every_endpoint_names_a_declared_remote_and_a_forge_route(manifest: dict[str, Any]) -> None:
     remotes = {r["key"] for r in manifest["remotes"]}
-    resolvers = {m["resolver"]["endpoint"] for m in manifest["modules"]["jira:adminPage"]}
+    resolvers = {
+        m["resolver"]["endpoint"] for kind in PAGE_TYPES for m in manifest["modules"][kind]
+    }
     for key, endpoint in endpoints(manifest).items():
         assert endpoint["remote"] in remotes, f"endpoint {key!r}: unknown remote"
         assert endpoint["auth"]["appSystemToken"]["enabled"] is True, key
@@ -133,27 +147,53 @@ def test_the_token_refresh_runs_hourly_and_uninstall_is_announced(manifest: dict
 def test_the_admin_page_is_a_custom_ui_config_page(manifest: dict[str, Any]) -> None:
     (page,) = manifest["modules"]["jira:adminPage"]
     assert page["useAsConfig"] is True
-    assert page["key"] == "config"
+    assert page["key"] == ADMIN_PAGE_KEY == "config"
+    assert ADMIN_PAGE_TYPE == "jira:adminPage"
     resources = {r["key"]: r["path"] for r in manifest["resources"]}
-    assert page["resource"] in resources
+    assert resources[page["resource"]] == "static/admin/build"
     assert "render" not in page  # Custom UI, not UI Kit
 
 
-def test_resources_exist_or_are_what_the_build_writes(manifest: dict[str, Any]) -> None:
-    """A resource is a folder with an index.html, or the admin bundle `npm run build` writes.
+def test_the_link_page_is_the_one_custom_ui_global_page(manifest: dict[str, Any]) -> None:
+    """Jira allows one jira:globalPage per app; the gateway's POST /forge/ui/link only serves
+    an invocation from the module with the key it knows (LINK_PAGE_KEY)."""
+    (page,) = manifest["modules"]["jira:globalPage"]
+    assert page["key"] == LINK_PAGE_KEY == "link"
+    assert LINK_PAGE_TYPE == "jira:globalPage"
+    assert page["title"] == "Link Discord"
+    assert page["resolver"] == {"endpoint": "ui"}
+    (admin,) = manifest["modules"]["jira:adminPage"]
+    assert page["resolver"] == admin["resolver"]  # one UI endpoint; the FIT names the module
+    resources = {r["key"]: r["path"] for r in manifest["resources"]}
+    assert resources[page["resource"]] == "static/link/build"
+    assert page["resource"] == "link"
+    assert "render" not in page  # Custom UI, not UI Kit
+    # Subpages would move the page below /jira/apps/<appId>/<envId>, where the linker's
+    # button does not point.
+    assert "pages" not in page and "sections" not in page
 
-    The bundle is not checked in (forge/.gitignore): its sources must be there, build.mjs must
-    write into that folder, and the folder must be ignored by git.
+
+def test_resources_exist_or_are_what_the_build_writes(manifest: dict[str, Any]) -> None:
+    """A resource is a folder with an index.html, or a page's bundle `npm run build` writes.
+
+    The bundles are not checked in (forge/.gitignore): their sources must be there, build.mjs
+    must write into those folders, and the folders must be ignored by git.
     """
     build = (FORGE / "build.mjs").read_text(encoding="utf-8")
     ignored = (FORGE / ".gitignore").read_text(encoding="utf-8").split()
+    (built,) = re.findall(r"^const PAGES = \[([^\]]*)\];$", build, re.M)
+    assert sorted(re.findall(r"'([a-z]+)'", built)) == sorted(PAGES)
+    assert "join(here, 'static', page)" in build and "join(source, 'build')" in build
+    paths = {r["path"] for r in manifest["resources"]}
+    assert {f"static/{page}/build" for page in PAGES} <= paths
+    assert len(paths) == len(manifest["resources"]), "resource paths repeat"
     for resource in manifest["resources"]:
         folder = FORGE / resource["path"]
-        if resource["path"] == "static/admin/build":
-            assert "static/admin/build/" in ignored
-            assert "join(source, 'build')" in build and "join(here, 'static', 'admin')" in build
+        page = resource["path"].removeprefix("static/").removesuffix("/build")
+        if page in PAGES:
+            assert f"{resource['path']}/" in ignored
             for name in ("index.html", "main.js", "style.css"):
-                assert (folder.parent / name).is_file(), name
+                assert (folder.parent / name).is_file(), f"{page}: {name}"
                 if name != "main.js":
                     assert f"'{name}'" in build, f"build.mjs does not copy {name}"
         else:
@@ -173,11 +213,13 @@ def test_package_json_pins_exact_versions_and_builds() -> None:
         assert lock["packages"][f"node_modules/{name}"]["version"] == version, name
 
 
-def test_the_page_imports_the_bridge_by_its_bare_name() -> None:
+@pytest.mark.parametrize("page", PAGES)
+def test_the_page_imports_the_bridge_by_its_bare_name(page: str) -> None:
     """The tests' import map substitutes '@forge/bridge'; the bundle inlines it."""
-    source = (FORGE / "static" / "admin" / "main.js").read_text(encoding="utf-8")
+    source = (FORGE / "static" / page / "main.js").read_text(encoding="utf-8")
     assert re.search(r"^import \{[^}]*\} from '@forge/bridge';$", source, re.M)
     assert "innerHTML" not in source and "insertAdjacentHTML" not in source
-    html = (FORGE / "static" / "admin" / "index.html").read_text(encoding="utf-8")
+    assert "outerHTML" not in source and "document.write" not in source
+    html = (FORGE / "static" / page / "index.html").read_text(encoding="utf-8")
     assert '<script type="module" src="./main.js"></script>' in html
     assert "<script>" not in html  # Forge's CSP allows no inline script
