@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -46,24 +47,26 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -> None:
-    """All four services report ready; SIGINT stops every one of them and the launcher exits 0."""
-    gateway, jira_worker, discord_worker, linker = free_ports(4)
-    env = {
+def _launcher_env(tmp_path: Path) -> dict[str, str]:
+    """The real services (an application of our own, not the sandbox) on free ports."""
+    ports = free_ports(4)
+    names = ("GATEWAY", "JIRA_WORKER", "DISCORD_WORKER", "LINKER")
+    return {
         **{k: v for k, v in os.environ.items() if k not in ("DFJ_KEK", "DFJ_STATE_SIGNING_KEY")},
-        "DFJ_GATEWAY_PORT": str(gateway),
-        "DFJ_JIRA_WORKER_PORT": str(jira_worker),
-        "DFJ_DISCORD_WORKER_PORT": str(discord_worker),
-        "DFJ_LINKER_PORT": str(linker),
+        **{f"DFJ_{name}_PORT": str(port) for name, port in zip(names, ports, strict=True)},
         "DFJ_BUS_PATH": str(tmp_path / "bus.sqlite"),
         "DFJ_DATABASE_URL": f"sqlite:///{tmp_path / 'dfj.sqlite'}",
         "DFJ_DRAIN_GRACE_SECONDS": "2",
-        # An application of our own: the launcher runs the real services, not the sandbox.
         "DFJ_DISCORD_APPLICATION_ID": "1300000000000000001",
         "DFJ_DISCORD_PUBLIC_KEY": "ab" * 32,
         "DFJ_DISCORD_BOT_TOKEN": "test-bot-token-of-the-launcher-test",
         "DFJ_PUBLIC_URL": "https://dfj.example.org",
     }
+
+
+def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -> None:
+    """All four services report ready; SIGINT stops every one of them and the launcher exits 0."""
+    env = _launcher_env(tmp_path)
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "run.py")],
         env=env,
@@ -112,6 +115,52 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_services_do_not_outlive_a_launcher_killed_outright(tmp_path: Path) -> None:
+    """``kill -9`` of the launcher: the services get SIGTERM from the kernel and exit."""
+    env = _launcher_env(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "run.py")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    children: list[int] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line or "all 4 services ready" in line:
+                break
+        children = children_of(proc.pid)
+        assert len(children) == 4
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 20
+        alive = children
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in children if _running(pid)]
+            time.sleep(0.1)
+        assert alive == [], f"still running after the launcher died: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "zombie" not in status and "(dead)" not in status
 
 
 def test_half_configured_credentials_are_named_not_guessed(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import signal
 import socket
@@ -34,6 +35,28 @@ __all__ = [
     "free_ports",
     "terminal_sink",
 ]
+
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook that has Linux send the child SIGTERM when its parent dies.
+
+    Each service runs in its own session (Ctrl-C reaches only the launcher, which stops them
+    in order), so a launcher killed outright (``kill -9``, an out-of-memory kill) would leave
+    them running, holding their ports and the bus. With the parent-death signal they drain and
+    exit as on any SIGTERM. Not on other systems (the sandbox is Linux-first). libc is loaded
+    here, in the parent: the hook itself only makes the one call, as is safe after ``fork``.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +187,7 @@ class ServiceProcesses:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
         assert proc.stdout is not None
         self._procs[name] = proc
