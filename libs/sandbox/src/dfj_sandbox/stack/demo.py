@@ -46,8 +46,13 @@ def fresh(workdir: Path) -> None:
     (workdir / MARK).write_text("made by dfj_sandbox.stack.demo; emptied on each run\n")
 
 
-async def run(port: int, workdir: Path, gateway_port: int | None) -> int:
-    """Run the sandbox until a signal (0) or a service's exit (1)."""
+async def run(port: int, workdir: Path, gateway_port: int | None, *, install: str = "forge") -> int:
+    """Run the sandbox until a signal (0) or a service's exit (1).
+
+    The site installs the app through Forge, as every new site must since Jira stopped
+    installing private Connect apps; ``install="connect"`` shows a site that still runs the
+    Connect app.
+    """
     say = terminal_sink()
     configure_logging(service="sandbox")
     try:
@@ -62,7 +67,7 @@ async def run(port: int, workdir: Path, gateway_port: int | None) -> int:
     async with Sandbox(workdir=workdir, sink=say, gateway_port=gateway_port) as sandbox:
         cast = build_cast(sandbox)
         try:
-            await first_run(sandbox, cast)
+            await first_run(sandbox, cast, forge=install == "forge")
         except SandboxError as exc:
             say("sandbox", f"first run failed: {exc}\n")
             return 1
@@ -74,7 +79,8 @@ async def run(port: int, workdir: Path, gateway_port: int | None) -> int:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         say(
             "sandbox",
-            f"ready: open http://127.0.0.1:{port}/ — the app is installed on {cast.site.base_url},"
+            f"ready: open http://127.0.0.1:{port}/ — the app is installed ({install}) on"
+            f" {cast.site.base_url},"
             f" server {cast.guild.name} is connected, Alice is linked, #general follows DEMO.\n",
         )
         stopping = asyncio.ensure_future(stop.wait())
@@ -96,8 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8090, help="the sandbox page's port")
     parser.add_argument("--gateway-port", type=int, default=None, help="default: a free port")
     parser.add_argument("--workdir", type=Path, default=Path("var/sandbox"))
+    parser.add_argument(
+        "--install",
+        choices=("forge", "connect"),
+        default="forge",
+        help="how the simulated site installs the app (default: forge, as new sites must)",
+    )
     args = parser.parse_args(argv)
-    return asyncio.run(run(args.port, args.workdir, args.gateway_port))
+    return asyncio.run(run(args.port, args.workdir, args.gateway_port, install=args.install))
 
 
 if __name__ == "__main__":
