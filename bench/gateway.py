@@ -88,7 +88,6 @@ def discord_requests(count: int, seed_hex: str) -> list[tuple[str, bytes, dict[s
 
 FORGE_APP_ID = "ari:cloud:ecosystem::app/5d2c8a1e-7b3f-4c6d-9e0a-1b2c3d4e5f60"
 FORGE_PATH = "/forge/events"
-FORGE_TOKENS = 200  # distinct FITs, reused round-robin (RS256 signing is slow for the loader)
 
 
 def forge_requests(count: int, key_path: str) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -107,9 +106,10 @@ def forge_requests(count: int, key_path: str) -> list[tuple[str, bytes, dict[str
         environment_id="ari:cloud:ecosystem::environment/11111111-2222-4333-8444-555555555555",
     )
     now = time.time()
+    # One FIT per request, as Forge signs them: the gateway binds each token to one request.
+    # (Signing is slow — about 1 ms each — but happens before the timed part.)
     tokens = [
-        sign_fit(key, subject, module_key="events", now=now, lifetime=600)
-        for _ in range(min(FORGE_TOKENS, count))
+        sign_fit(key, subject, module_key="events", now=now, lifetime=600) for _ in range(count)
     ]
     system = sign_fit(key, subject, module_key="system", now=now, lifetime=7200)
     out = []
@@ -125,7 +125,7 @@ def forge_requests(count: int, key_path: str) -> list[tuple[str, bytes, dict[str
             "changelog": {"id": str(n), "items": [{"field": "status", "fieldId": "status"}]},
         }
         headers = {
-            "Authorization": f"Bearer {tokens[n % len(tokens)]}",
+            "Authorization": f"Bearer {tokens[n]}",
             "x-forge-oauth-system": system,
             "Content-Type": "application/json",
         }
@@ -445,9 +445,7 @@ def main() -> None:
     )
     print(f"target gateway peak RSS <= 120 MB: {rss:.0f} MB {'PASS' if rss <= 120 else 'FAIL'}")
     forge_p99 = results["forge_paced"]["p99_ms"]
-    forge_ok = results["forge_paced"]["statuses"] == {
-        204: sum(results["forge_paced"]["statuses"].values())
-    }
+    forge_ok = set(results["forge_paced"]["statuses"]) == {"204"}  # JSON keys: all 204s
     print(
         f"target Forge events answered well within Forge's 5 s: p99 {forge_p99:.2f} ms "
         f"{'PASS' if forge_p99 < 5000 and forge_ok else 'FAIL'}"

@@ -177,3 +177,19 @@ async def test_the_token_never_reaches_the_logs(
     await refused(h, token, "wrong audience")
     assert token not in caplog.text
     assert token.split(".")[2] not in caplog.text
+
+
+async def test_a_token_carries_one_request_only(h: Harness) -> None:
+    """A FIT does not sign its body: caught in flight, it must not carry another request."""
+    token = h.fit("scheduled")
+    first = await h.call(SCHEDULED, body(), token=token, system_token="a.b.c")
+    assert first.status == 204
+    again = await h.call(SCHEDULED, body(), token=token, system_token="a.b.c")
+    assert again.status == 204  # the same request resent: accepted, the bus keeps one
+    other = await h.call(SCHEDULED, {"context": {"other": True}}, token=token)
+    assert other.status == 401
+    elsewhere = await h.call("/forge/uninstall", body(), token=token)
+    assert elsewhere.status == 401
+    assert (await elsewhere.json())["error"] == "token already used"
+    [event] = await h.published()
+    assert event.type == "jira.forge.token"

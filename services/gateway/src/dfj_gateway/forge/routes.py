@@ -29,6 +29,12 @@ Routes:
     signed-in Jira user (the FIT's ``principal``) to the Discord user who asked, and answers
     Discord's authorize URL for the page to open.
 
+A FIT does not sign the request it comes with, so a token caught in flight could carry another
+body while it is valid. Each token's ``jti`` is therefore bound to the first request it came
+with (method, path and body digest): the same request again (a resend) passes — the bus drops
+the duplicate — and any other request with that token is refused as ``token already used``.
+The record is per process, like Discord's replay guard; Forge's tokens live seconds.
+
 Each call to an endpoint with ``appSystemToken`` brings the app's system token
 (``x-forge-oauth-system``); it is sealed (:mod:`.system_token`) and published with the event
 for the jira-worker to store — never logged, never on the bus in plain text.
@@ -58,6 +64,7 @@ from dfj_common.storage import Installation, Installations
 from dfj_gateway import events
 from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTINGS
 from dfj_gateway.browser.state import StateError, begin_link, signing_key
+from dfj_gateway.discord.replay import TtlCache
 from dfj_gateway.forge.fit import (
     ForgeAuthError,
     Invocation,
@@ -109,6 +116,10 @@ ADMIN_PAGE_TYPE: Final = "jira:adminPage"
 LINK_PAGE_KEY: Final = "link"
 LINK_PAGE_TYPE: Final = "jira:globalPage"
 LINK_BODY_LIMIT: Final = 8 * 1024
+#: How long a token's first request is remembered: well past any FIT's life (Forge's last
+#: seconds; the check of ``exp`` refuses it after that anyway).
+TOKEN_USE_TTL: Final = 600.0
+TOKEN_USE_ENTRIES: Final = 100_000
 _EVENTS_PATH: Final = "/forge/events"
 
 
@@ -155,6 +166,8 @@ class ForgeState:
     # installation ARI → row (a migrated Connect site, or a Forge install the worker stored)
     by_installation: ReadCache[str, Installation]
     sealed_tokens: SealedTokens
+    # jti → digest of the one request that token may carry
+    token_uses: TtlCache[str]
 
 
 FORGE_OPTIONS: Final = web.AppKey("forge_options", ForgeOptions)
@@ -187,6 +200,7 @@ async def _forge_context(app: web.Application) -> AsyncIterator[None]:
         installations=Installations(app[DATABASE]),
         by_installation=ReadCache(app[CLOCK], ttl=5.0, miss_ttl=1.0),
         sealed_tokens=SealedTokens(app[CLOCK]),
+        token_uses=TtlCache(ttl=TOKEN_USE_TTL, max_entries=TOKEN_USE_ENTRIES, clock=app[CLOCK]),
     )
     yield
     await keys.close()
@@ -235,6 +249,7 @@ async def _verify(request: web.Request, body: bytes) -> ForgeCall:
         raise ForgeAuthError("forge not configured")
     key = await state.keys.get(header.kid, app[HTTP])
     invocation = verify_fit(token, key, app_id=settings.forge_app_id, now=now)
+    _bind_token(state, invocation, request, body)
     installation = await _installation(state, invocation.installation_id)
     tenant = installation.client_key if installation is not None else invocation.installation_id
     return ForgeCall(
@@ -246,6 +261,22 @@ async def _verify(request: web.Request, body: bytes) -> ForgeCall:
         body=body,
         now=now,
     )
+
+
+def _bind_token(
+    state: ForgeState, invocation: Invocation, request: web.Request, body: bytes
+) -> None:
+    """Refuse a token seen before with another request (see the module docstring)."""
+    if invocation.token_id is None:
+        return
+    digest = hashlib.sha256(
+        request.method.encode() + b" " + request.rel_url.raw_path.encode() + b"\n" + body
+    ).hexdigest()
+    seen = state.token_uses.get(invocation.token_id)
+    if seen is not None and seen != digest:
+        raise ForgeAuthError("token already used")
+    if seen is None:
+        state.token_uses.put(invocation.token_id, digest)
 
 
 async def _installation(state: ForgeState, installation_id: str) -> Installation | None:
