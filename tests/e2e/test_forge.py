@@ -160,6 +160,10 @@ async def test_assign_to_me_acts_in_jira_as_her(system: System) -> None:
     await system.sandbox.until(
         lambda: site.issue(issue.key).assignee == alice.account_id or None, "the assignment"
     )
+    # Her change comes back as a Forge event, and the channel hears of it like any other.
+    await system.sandbox.until(
+        lambda: len(system.notifications(issue.key)) >= 2 or None, "the update"
+    )
 
 
 async def test_an_expired_system_token_is_replaced_by_the_next_forge_call(system: System) -> None:

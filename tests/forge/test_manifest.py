@@ -128,7 +128,8 @@ def test_the_events_are_exactly_what_the_jira_worker_handles(manifest: dict[str,
             "avi:jira:deleted:comment",
         ]
     )
-    assert product[0]["filter"]["ignoreSelf"] is True
+    # Changes made from Discord are news to the channel, as on Connect: nothing is filtered.
+    assert "filter" not in product[0]
     lifecycle = [
         t for t in triggers.values() if any(e.startswith("avi:forge:") for e in t["events"])
     ]

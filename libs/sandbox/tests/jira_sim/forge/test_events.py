@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from dfj_sandbox.jira_sim import ForgeInstallation, ForgePolicy, JiraSimulator, Site
+
+from .conftest import APP_ID, write_manifest
 
 if TYPE_CHECKING:
     from .conftest import FakeRemote
@@ -109,9 +112,24 @@ async def test_the_payload_wrapper_is_a_policy(
 
 
 async def test_ignore_self_skips_only_changes_made_with_the_system_token(
-    fast: JiraSimulator, site: Site, remote: FakeRemote, forge: ForgeInstallation
+    fast: JiraSimulator, site: Site, remote: FakeRemote, tmp_path: Path
 ) -> None:
-    """The app's own REST change (system token) is not sent; a user's change is."""
+    """The app's own REST change (system token) is not sent; a user's change is.
+
+    Our manifest does not filter (see its comment); a copy with ``ignoreSelf`` shows the
+    simulator honours the filter as Forge does.
+    """
+
+    def ignore_self(document: Any) -> None:
+        for trigger in document["modules"]["trigger"]:
+            if any(e.startswith("avi:jira:") for e in trigger["events"]):
+                trigger["filter"] = {"ignoreSelf": True}
+
+    site.sign_in("dora")
+    forge = await fast.install_forge_app(
+        site, write_manifest(tmp_path, ignore_self), remote_base_url=remote.base_url, app_id=APP_ID
+    )
+    site.sign_out()
     await fast.run_scheduled_trigger(forge)
     token = remote.calls("/forge/scheduled")[-1].headers["x-forge-oauth-system"]
     issue = site.create_issue(summary="Quiet", reporter="alice")
