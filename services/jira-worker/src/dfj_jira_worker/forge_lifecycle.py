@@ -12,6 +12,11 @@ the reserved app property holding the site's Connect ``clientKey`` (forge.md §4
 row has that key, the Forge ids are written onto it, so its subscriptions, links and settings
 stay. Otherwise a new row is keyed by the installation ARI.
 
+**A re-install.** Forge gives a site that installs the app again a new installation id (its
+``cloudId`` stays). A row of the same site and environment still within its retention period
+(uninstalled, not yet erased) is taken over, so a re-install restores what the site had, as a
+Connect re-install does under its unchanged clientKey.
+
 **The site URL.** Forge does not tell the site's URL (notifications link to it); it is read
 once from ``GET {apiBaseUrl}/rest/api/3/serverInfo``. Right after install Jira may refuse the
 app for a few minutes while its permissions propagate, so a refusal there is retried.
@@ -171,7 +176,7 @@ class ForgeLifecycle:
     async def _adopt(self, delivered: _Delivered, row: Installation | None) -> None:
         client_key = None if row is None else row.client_key
         if row is None:
-            client_key = await self._connect_site(delivered)
+            client_key = await self._connect_site(delivered) or await self._reinstalled(delivered)
         keep_token = _fresher(delivered, row)
         saved = await self.installations.save_forge(
             delivered.installation_id,
@@ -230,6 +235,18 @@ class ForgeLifecycle:
             return None
         _log.info("connect site moves to forge", tenant=client_key)
         return client_key
+
+    async def _reinstalled(self, delivered: _Delivered) -> str | None:
+        """The tenant of this site's earlier installation, when it is still kept (re-install)."""
+        for earlier in await self.installations.by_cloud_id(delivered.cloud_id):
+            if (
+                earlier.kind is InstallationKind.FORGE
+                and earlier.state is InstallationState.UNINSTALLED
+                and earlier.environment_id in (None, delivered.environment_id)
+            ):
+                _log.info("forge site re-installed", tenant=earlier.client_key)
+                return earlier.client_key
+        return None
 
     async def _site_url(self, installation: Installation) -> str:
         try:

@@ -316,3 +316,50 @@ async def test_malformed_events_are_dead_lettered_with_a_reason(
     with pytest.raises(MalformedMessage) as caught:
         await world.forge.installed(envelope, CTX)
     assert caught.value.reason == "ForgeField"
+
+
+async def test_a_reinstall_within_retention_takes_the_sites_earlier_row_over(
+    world: World,
+) -> None:
+    """Forge gives a re-install a new installation id; the site's kept data comes back."""
+    first = await world.install()
+    await world.forge.installed(await world.event(), CTX)
+    await world.forge.uninstalled(await world.event("jira.forge.uninstalled"), CTX)
+    await drain(world.bus, LINKER)
+    await world.sim.uninstall_forge_app(first)
+    second = await world.install()
+    assert second.installation_id != first.installation_id
+    assert second.cloud_id == first.cloud_id
+    await world.forge.installed(await world.event(), CTX)
+    rows = [await world.installations.get(k) for k in await world.installations.client_keys()]
+    assert [(r.client_key, r.installation_id, r.state) for r in rows] == [
+        (first.installation_id, second.installation_id, InstallationState.ENABLED)
+    ]
+
+
+async def test_a_live_installation_of_the_same_site_is_not_taken_over(world: World) -> None:
+    """Only a row kept after an uninstall is adopted; a live one (another app environment on
+    the same site, say) keeps its own data, and an uninstalled row of another environment too.
+    """
+    other = "ari:cloud:ecosystem::installation/other-environment"
+    await world.installations.save_forge(
+        other,
+        cloud_id=world.site.cloud_id,
+        api_base_url="https://api.example/ex/jira/x",
+        environment_id="ari:cloud:ecosystem::environment/app/other",
+        state=InstallationState.ENABLED,
+    )
+    kept = "ari:cloud:ecosystem::installation/kept-of-another-environment"
+    await world.installations.save_forge(
+        kept,
+        cloud_id=world.site.cloud_id,
+        api_base_url="https://api.example/ex/jira/x",
+        environment_id="ari:cloud:ecosystem::environment/app/another",
+        state=InstallationState.UNINSTALLED,
+    )
+    inst = await world.install()
+    await world.forge.installed(await world.event(), CTX)
+    assert sorted(await world.installations.client_keys()) == sorted(
+        [other, kept, inst.installation_id]
+    )
+    assert (await world.installations.get(other)).installation_id == other  # type: ignore[union-attr]

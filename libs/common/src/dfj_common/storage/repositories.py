@@ -279,6 +279,17 @@ class Installations(_Repository):
         )
         return None if row is None else _installation(row)
 
+    async def by_cloud_id(self, cloud_id: str) -> list[Installation]:
+        """Every installation on the site ``cloud_id`` (Forge's stable site id), newest first."""
+        t = s.installations
+        rows = await self._db.run(
+            lambda conn: conn.execute(
+                sa.select(t).where(t.c.cloud_id == cloud_id).order_by(t.c.updated_at.desc())
+            ).all(),
+            write=False,
+        )
+        return [_installation(r) for r in rows]
+
     async def client_keys(self, state: InstallationState | None = None) -> list[str]:
         """Tenant keys, optionally only those in ``state``, sorted."""
         t = s.installations
