@@ -57,13 +57,11 @@ import structlog
 from aiohttp import web
 
 from dfj_common.bus import JIRA_EVENTS
-from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET
 from dfj_common.envelope import Envelope, deterministic_id
-from dfj_common.errors import ConfigError, DfjError, TransientError
+from dfj_common.errors import ConfigError, TransientError
 from dfj_common.storage import Installation, Installations
 from dfj_gateway import events
-from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTINGS
-from dfj_gateway.browser.state import StateError, begin_link, signing_key
+from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SETTINGS
 from dfj_gateway.discord.replay import TtlCache
 from dfj_gateway.forge.fit import (
     ForgeAuthError,
@@ -82,7 +80,7 @@ from dfj_gateway.forge.payloads import (
     retry_count,
 )
 from dfj_gateway.forge.system_token import SealedToken, SealedTokens, well_formed
-from dfj_gateway.jira.link_request import verify_link_request
+from dfj_gateway.jira.link_request import LinkRefused, start_link
 from dfj_gateway.jira.payloads import BadPayload, short_text
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
@@ -470,31 +468,17 @@ async def link(request: web.Request, call: ForgeCall) -> web.StreamResponse:
     if token is not None and (not isinstance(token, str) or len(token) > 2048):
         raise _Reject(400, "request is malformed")
     try:
-        secret = await request.app[SECRETS].get(STATE_SIGNING_KEY_SECRET)
-        key = signing_key(secret.reveal())
-    except DfjError as exc:
-        note(request, error=type(exc).__name__)
-        raise _Reject(503, "linking is not set up on this server yet") from exc
-    asker: str | None = None
-    if token:
-        try:
-            asked = verify_link_request(key, token, now=call.now)
-        except StateError as exc:
-            raise _Reject(400, f"link request {exc.reason}") from exc
-        if asked.client_key != call.tenant:
-            raise _Reject(400, "link request for another site")
-        asker = asked.discord_user_id
-    try:
-        url, state = begin_link(
-            key,
-            request.app[SETTINGS],
+        url, state = await start_link(
+            request.app,
             client_key=call.tenant,
             account_id=inv.principal,
+            token=token or None,
             now=call.now,
-            discord_user_id=asker,
         )
-    except ConfigError as exc:
-        raise _Reject(503, "linking is not set up on this server yet") from exc
+    except LinkRefused as exc:
+        if exc.status == 503:
+            raise _Reject(503, "linking is not set up on this server yet") from exc
+        raise _Reject(exc.status, exc.reason) from exc
     note(request, state_id=state.state_id)
     return web.json_response(
         {"authorizeUrl": url},

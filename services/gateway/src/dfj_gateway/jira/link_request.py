@@ -26,11 +26,19 @@ from typing import Final
 
 from aiohttp import web
 
-from dfj_common.derived_keys import SealError, unseal
+from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET, SealError, unseal
+from dfj_common.errors import ConfigError, DfjError
 from dfj_gateway.browser.pages import html_response
-from dfj_gateway.browser.state import StateError
+from dfj_gateway.browser.state import LinkState, StateError, begin_link, signing_key
 
-__all__ = ["LINK_REQUEST", "LinkRequest", "link_page_response", "verify_link_request"]
+__all__ = [
+    "LINK_REQUEST",
+    "LinkRefused",
+    "LinkRequest",
+    "link_page_response",
+    "start_link",
+    "verify_link_request",
+]
 
 LINK_REQUEST: Final = "link-request"
 CLOCK_SKEW: Final = 60
@@ -106,3 +114,67 @@ def link_page_response(
         f"frame-ancestors {frame_origin}"
     )
     return html_response(document, csp=csp, status=status, framed=True)
+
+
+class LinkRefused(Exception):
+    """A link page cannot start a link: ``status``, a log ``reason`` and the user's ``message``."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+NOT_SET_UP: Final = "Linking is not set up on this server yet."
+
+
+async def start_link(
+    app: web.Application,
+    *,
+    client_key: str,
+    account_id: str,
+    token: str | None,
+    now: float,
+) -> tuple[str, LinkState]:
+    """Discord's authorize URL and the state for a Jira user on a link page (Connect or Forge).
+
+    ``client_key`` and ``account_id`` come from the page's verified token; ``token`` is the
+    linker's link request from the page URL, if any (see the module docstring).
+    """
+    from dfj_gateway.app import SECRETS, SETTINGS  # here: app.py imports the route modules
+
+    try:
+        secret = await app[SECRETS].get(STATE_SIGNING_KEY_SECRET)
+        key = signing_key(secret.reveal())
+    except DfjError as exc:
+        raise LinkRefused(503, "state signing key unavailable", NOT_SET_UP) from exc
+    asker: str | None = None
+    if token:
+        try:
+            asked = verify_link_request(key, token, now=now)
+        except StateError as exc:
+            text = "expired" if exc.reason == "expired" else "is not valid"
+            raise LinkRefused(
+                400,
+                f"link request {exc.reason}",
+                f"This link request {text}. Run /jira link in Discord again.",
+            ) from exc
+        if asked.client_key != client_key:
+            raise LinkRefused(
+                400,
+                "link request for another site",
+                "This link request was made for another Jira site.",
+            )
+        asker = asked.discord_user_id
+    try:
+        return begin_link(
+            key,
+            app[SETTINGS],
+            client_key=client_key,
+            account_id=account_id,
+            now=now,
+            discord_user_id=asker,
+        )
+    except ConfigError as exc:
+        raise LinkRefused(503, "linking not configured", NOT_SET_UP) from exc

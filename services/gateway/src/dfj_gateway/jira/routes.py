@@ -53,9 +53,8 @@ import structlog
 from aiohttp import web
 
 from dfj_common.bus import JIRA_EVENTS
-from dfj_common.derived_keys import STATE_SIGNING_KEY_SECRET
 from dfj_common.envelope import Envelope, deterministic_id
-from dfj_common.errors import ConfigError, DfjError, TransientError
+from dfj_common.errors import ConfigError, TransientError
 from dfj_common.qsh import CONTEXT_QSH, qsh
 from dfj_common.secrets import SecretError
 from dfj_common.storage import (
@@ -65,9 +64,8 @@ from dfj_common.storage import (
     InstallationState,
 )
 from dfj_gateway import events
-from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SECRETS, SETTINGS
+from dfj_gateway.app import BUS, CIPHER, CLOCK, DATABASE, HTTP, SETTINGS
 from dfj_gateway.browser.pages import html_response
-from dfj_gateway.browser.state import StateError, begin_link, signing_key
 from dfj_gateway.jira import paths
 from dfj_gateway.jira.config_page import config_document
 from dfj_gateway.jira.connect_jwt import (
@@ -79,7 +77,7 @@ from dfj_gateway.jira.connect_jwt import (
 )
 from dfj_gateway.jira.descriptor import build_descriptor
 from dfj_gateway.jira.install_keys import InstallKeyOptions, InstallKeys
-from dfj_gateway.jira.link_request import link_page_response, verify_link_request
+from dfj_gateway.jira.link_request import LinkRefused, link_page_response, start_link
 from dfj_gateway.jira.payloads import (
     BadPayload,
     WebhookDelivery,
@@ -592,35 +590,16 @@ async def link_page(request: web.Request, verified: Verified) -> web.Response:
         return page("Sign in to Jira to link your Discord account.", 400)
     token = request.query.get("request") or request.query.get("ac.request") or ""
     try:
-        secret = await request.app[SECRETS].get(STATE_SIGNING_KEY_SECRET)
-        key = signing_key(secret.reveal())
-    except DfjError as exc:
-        note(request, reason="state signing key unavailable", error=type(exc).__name__)
-        return page("Linking is not set up on this server yet.", 503)
-    asker: str | None = None
-    if token:
-        try:
-            asked = verify_link_request(key, token, now=verified.now)
-        except StateError as exc:
-            note(request, reason=f"link request {exc.reason}")
-            text = "expired" if exc.reason == "expired" else "is not valid"
-            return page(f"This link request {text}. Run /jira link in Discord again.", 400)
-        if asked.client_key != verified.client_key:
-            note(request, reason="link request for another site")
-            return page("This link request was made for another Jira site.", 400)
-        asker = asked.discord_user_id
-    try:
-        url, state = begin_link(
-            key,
-            request.app[SETTINGS],
+        url, state = await start_link(
+            request.app,
             client_key=verified.client_key,
             account_id=claims.account_id,
+            token=token,
             now=verified.now,
-            discord_user_id=asker,
         )
-    except ConfigError as exc:
-        note(request, reason="linking not configured", error=type(exc).__name__)
-        return page("Linking is not set up on this server yet.", 503)
+    except LinkRefused as exc:
+        note(request, reason=exc.reason)
+        return page(exc.message, exc.status)
     note(request, state_id=state.state_id)
     return page(
         "Continue to Discord and authorize Discord for Jira; you come back here when it is done.",
