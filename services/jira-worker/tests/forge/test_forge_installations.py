@@ -363,3 +363,32 @@ async def test_a_live_installation_of_the_same_site_is_not_taken_over(world: Wor
         [other, kept, inst.installation_id]
     )
     assert (await world.installations.get(other)).installation_id == other  # type: ignore[union-attr]
+
+
+async def test_personal_data_is_reported_on_the_api_base_url_with_the_system_token(
+    world: World,
+) -> None:
+    """Forge apps report the accounts they keep too: as the app, through ``apiBaseUrl``."""
+    from dfj_jira_worker.reporting import REPORT_ACCOUNTS, Reporting
+
+    inst = await world.install()
+    await world.forge.installed(await world.event(), CTX)
+    world.site.reporting.closed.add(MALLORY)
+    reporting = Reporting(installations=world.installations, jira=world.jira, bus=world.bus)
+    request = Envelope(
+        id="report-1",
+        source="dfj-linker",
+        type=REPORT_ACCOUNTS,
+        tenant=inst.installation_id,
+        data={
+            "clientKey": inst.installation_id,
+            "accounts": [
+                {"accountId": a, "updatedAt": "2026-11-30T10:00:00Z"} for a in (ALICE, MALLORY)
+            ],
+        },
+    )
+    await reporting.report(request, CTX)
+    [answer] = await drain(world.bus, LINKER)
+    assert answer.data["closed"] == [MALLORY]
+    call = world.sim.calls[-1]
+    assert call.path == "/app/report-accounts/" and call.status == 200
