@@ -24,6 +24,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from services.gateway.tests.support import held, received
 
 from dfj_common.bus import JIRA_EVENTS, Receiver
 from dfj_common.bus.local import LocalBus
@@ -202,20 +203,11 @@ class Harness:
 
     async def published(self, count: int = 1) -> list[Envelope]:
         """Receive (and complete) ``count`` messages from ``jira-events``."""
-        got: list[Envelope] = []
-        for _ in range(20):
-            for delivery in await self.receiver.receive(count - len(got), timeout=0.2):
-                got.append(Envelope.decode(delivery.body))
-                await delivery.complete()
-            if len(got) >= count:
-                break
-        assert len(got) == count, f"expected {count} published, got {len(got)}"
-        return got
+        return await received(self.receiver, count)
 
     async def queued(self) -> int:
         """How many messages ``jira-events`` holds in any state (0: nothing was published)."""
-        stats = {s.queue: s for s in await self.bus.stats()}[JIRA_EVENTS]
-        return stats.active + stats.scheduled + stats.locked + stats.dead_lettered
+        return await held(self.bus)
 
 
 MakeHarness = Callable[..., Awaitable[Harness]]
