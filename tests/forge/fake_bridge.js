@@ -3,7 +3,8 @@
 // over HTTP, to the test's aiohttp server under /remote, sending its `body` as JSON, and
 // resolves to what the real bridge resolves to: { status, headers, body } with the JSON body
 // parsed. Like Forge, it rejects when the remote refused the invocation token (401). Every call
-// is recorded in window.__bridgeCalls (`body` only when the page passed one).
+// is recorded in window.__bridgeCalls (`body` only when the page passed one). For the bundles,
+// host_bridge.js hands the real bridge's host calls to this module.
 //
 // What a test controls, set before the page loads (an init script):
 //   globalThis.__colorMode        data-color-mode that view.theme.enable() sets on <html>

@@ -1,82 +1,30 @@
 """The Forge admin page (``forge/static/admin``) in a real browser (headless Chromium).
 
-A small aiohttp server on loopback serves the page as Forge would, and stands in for the
-gateway: ``/remote/forge/ui/config`` answers whatever the test queued. The page is run two ways:
-
-* ``source``: the files under ``forge/static/admin`` as they are, with an import map injected
-  into ``index.html`` that points ``@forge/bridge`` to ``tests/forge/fake_bridge.js``, whose
-  ``invokeRemote`` really fetches from the server;
-* ``bundle``: what ``npm run build`` in ``forge/`` deploys (``static/admin/build``), with the
-  real ``@forge/bridge`` inside, talking to a stand-in for the host's ``window.__bridge``.
-  Skipped when the bundle is missing or older than the source (it is not built in CI).
+The harness (``conftest.py``) serves the page as Forge would and stands in for the gateway:
+``/remote/forge/ui/config`` answers whatever the test queued. Each test runs twice: on the
+sources (``forge/static/admin`` and ``forge/static/shared``, ``@forge/bridge`` mapped to
+``fake_bridge.js``) and on the bundle ``npm run build`` writes (``static/admin/build``),
+skipped when that is missing or stale.
 
 Every test asserts what a user sees, and that the page threw nothing.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
+
+if TYPE_CHECKING:
+    from tests.forge.conftest import Harness
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(60),
     pytest.mark.asyncio(loop_scope="module"),
 ]
-
-ROOT: Final = Path(__file__).resolve().parents[2]
-SOURCE: Final = ROOT / "forge" / "static" / "admin"
-BUNDLE: Final = SOURCE / "build"
-FAKE_BRIDGE: Final = Path(__file__).with_name("fake_bridge.js")
-IMPORT_MAP: Final = (
-    '<script type="importmap">{"imports": {"@forge/bridge": "/fake-bridge.js"}}</script>'
-)
-#: For the bundle: the host side of the Custom UI bridge, answering what the real
-#: @forge/bridge asks (invoke → ui-remote-fetch, navigate, enableTheming) and recording the
-#: calls the way fake_bridge.js does.
-HOST_BRIDGE: Final = """
-(() => {
-  const calls = (globalThis.__bridgeCalls = globalThis.__bridgeCalls || []);
-  globalThis.__bridge = {
-    async callBridge(name, payload) {
-      if (name === 'invoke' && payload.invokeType === 'ui-remote-fetch') {
-        calls.push({ fn: 'invokeRemote', path: payload.path, method: payload.method });
-        const response = await fetch('/remote' + payload.path, { method: payload.method });
-        const text = await response.text();
-        if (response.status === 401) {
-          throw new Error('Remote could not verify the Forge Invocation Token');
-        }
-        const headers = {};
-        response.headers.forEach((value, key) => { headers[key] = [value]; });
-        const body = text ? JSON.parse(text) : undefined;
-        const answer = { status: response.status, headers, body };
-        return response.ok ? { success: true, payload: answer } : { success: false, error: answer };
-      }
-      if (name === 'navigate' && payload.type === 'new-tab') {
-        calls.push({ fn: 'router.open', location: String(payload.url) });
-        return undefined;
-      }
-      if (name === 'enableTheming') {
-        calls.push({ fn: 'view.theme.enable' });
-        if (globalThis.__colorMode) {
-          document.documentElement.setAttribute('data-color-mode', globalThis.__colorMode);
-        }
-        return undefined;
-      }
-      throw new Error('unexpected bridge call ' + name);
-    },
-  };
-})();
-"""
 
 CODE_TTL: Final = 600
 INSTALL_URL: Final = (
@@ -107,130 +55,9 @@ def configured(
     }
 
 
-@dataclass
-class Backend:
-    """What the stand-in gateway answers (a queue, the last answer repeats) and was asked."""
-
-    answers: list[tuple[int, Any]] = field(default_factory=list)
-    seen: list[tuple[str, str]] = field(default_factory=list)
-
-    def answer(self, status: int, body: Any) -> None:
-        self.answers.append((status, body))
-
-
-BACKEND: Final = web.AppKey("backend", Backend)
-
-
-def _index(folder: Path, *, import_map: bool) -> str:
-    text = (folder / "index.html").read_text(encoding="utf-8")
-    if not import_map:
-        return text
-    assert text.count("<head>") == 1, "index.html must have one <head> for the import map"
-    # Before any module script: an import map must come first to apply.
-    return text.replace("<head>", "<head>\n" + IMPORT_MAP, 1)
-
-
-def _server(folder: Path, *, import_map: bool) -> web.Application:
-    """The page's files (read once, here) and the stand-in gateway under /remote."""
-    app = web.Application()
-    app[BACKEND] = Backend()
-
-    def asset(body: bytes, content_type: str) -> Callable[[web.Request], Any]:
-        async def handler(_: web.Request) -> web.Response:
-            return web.Response(body=body, content_type=content_type, charset="utf-8")
-
-        return handler
-
-    index = asset(_index(folder, import_map=import_map).encode(), "text/html")
-    app.router.add_get("/", index)
-    app.router.add_get("/index.html", index)
-    for name, content_type in (("main.js", "text/javascript"), ("style.css", "text/css")):
-        app.router.add_get(f"/{name}", asset((folder / name).read_bytes(), content_type))
-    app.router.add_get("/fake-bridge.js", asset(FAKE_BRIDGE.read_bytes(), "text/javascript"))
-
-    async def remote(request: web.Request) -> web.Response:
-        backend = request.app[BACKEND]
-        backend.seen.append((request.method, request.path_qs.removeprefix("/remote")))
-        assert backend.answers, "the test queued no answer"
-        status, body = backend.answers.pop(0) if len(backend.answers) > 1 else backend.answers[0]
-        return web.json_response(body, status=status)
-
-    app.router.add_route("*", "/remote/{tail:.*}", remote)
-    return app
-
-
-def _bundle_is_current() -> bool:
-    built = [BUNDLE / name for name in ("index.html", "main.js", "style.css")]
-    if not all(p.is_file() for p in built):
-        return False
-    oldest = min(p.stat().st_mtime for p in built)
-    return all(p.stat().st_mtime <= oldest for p in SOURCE.glob("*.*") if p.is_file())
-
-
-@dataclass
-class Harness:
-    """The served page, its stand-in gateway, and a browser page with everything it threw."""
-
-    url: str
-    backend: Backend
-    page: Any
-    errors: list[str]
-
-    async def open(self) -> None:
-        from playwright.async_api import expect
-
-        await self.page.goto(self.url)
-        await expect(self.page.locator("main")).to_have_attribute("aria-busy", "false")
-
-    async def calls(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.page.evaluate("globalThis.__bridgeCalls || []")
-        return result
-
-
-@pytest.fixture(name="color_mode")
-def _color_mode() -> str | None:
-    return None
-
-
-@pytest_asyncio.fixture(name="h", params=["source", "bundle"], loop_scope="module")
-async def _harness(
-    request: pytest.FixtureRequest, browser: Any, color_mode: str | None
-) -> AsyncIterator[Harness]:
-    bundle = request.param == "bundle"
-    if bundle and not _bundle_is_current():
-        pytest.skip("no current admin bundle: run `npm ci && npm run build` in forge/")
-    app = _server(BUNDLE if bundle else SOURCE, import_map=not bundle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        context = await browser.new_context(locale="en-GB", timezone_id="UTC")
-        if bundle:
-            await context.add_init_script(HOST_BRIDGE)
-        if color_mode is not None:
-            await context.add_init_script(f"globalThis.__colorMode = {json.dumps(color_mode)};")
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # Chromium logs every non-2xx fetch ("Failed to load resource"); the tests
-        # answer 401 and 503 on purpose, and a missing asset fails them anyway.
-        page.on(
-            "console",
-            lambda msg: (
-                errors.append(msg.text)
-                if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-                else None
-            ),
-        )
-        try:
-            yield Harness(f"http://{host}:{port}/", app[BACKEND], page, errors)
-            assert errors == [], errors
-        finally:
-            await context.close()
-    finally:
-        await runner.cleanup()
+@pytest.fixture(name="forge_page")
+def _forge_page() -> str:
+    return "admin"
 
 
 async def test_a_configured_site_shows_the_install_link_the_code_and_the_servers(
@@ -261,7 +88,7 @@ async def test_a_configured_site_shows_the_install_link_the_code_and_the_servers
     await expect(servers).to_have_text(["Server 123456789012345678, connected 2026-12-03"])
     await expect(page.get_by_role("button", name="New code")).to_be_enabled()
     await expect(page.get_by_role("alert")).to_have_count(0)
-    assert h.backend.seen == [("GET", "/forge/ui/config")]
+    assert h.backend.seen == [("GET", "/forge/ui/config", None)]
     calls = await h.calls()
     assert {"fn": "view.theme.enable"} in calls
     assert [c for c in calls if c["fn"] == "invokeRemote"] == [
@@ -291,7 +118,7 @@ async def test_new_code_fetches_again_and_shows_the_new_code(h: Harness) -> None
     await expect(h.page.locator("#command")).to_have_text("/jira connect code:BBBB-2222")
     await expect(h.page.get_by_role("status")).to_have_text("New code ready.")
     await expect(h.page.get_by_role("button", name="New code")).to_be_focused()
-    assert h.backend.seen == [("GET", "/forge/ui/config")] * 2
+    assert h.backend.seen == [("GET", "/forge/ui/config", None)] * 2
 
 
 async def test_an_expired_code_says_so(h: Harness) -> None:

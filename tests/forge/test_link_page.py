@@ -4,119 +4,29 @@ Where a Jira user lands from the button ``/jira link`` answers in Discord,
 ``https://<site>/jira/apps/<appId>/<envId>?request=<link request>``, or from Jira's Apps menu
 without ``request``. A small aiohttp server on loopback serves the page as Forge would, and
 stands in for the gateway: ``/remote/forge/ui/link`` answers whatever the test queued and
-records the JSON body it was sent. The page is run two ways, as in ``test_admin_page.py``:
-
-* ``source``: the files under ``forge/static/link``, with an import map pointing
-  ``@forge/bridge`` to ``tests/forge/fake_bridge.js`` (whose ``view.createHistory()`` reports
-  the Jira page's URL the test chose, and whose ``invokeRemote`` really POSTs to the server);
-* ``bundle``: what ``npm run build`` in ``forge/`` deploys (``static/link/build``), with the
-  real ``@forge/bridge`` inside, talking to a stand-in for the host's ``window.__bridge``.
-  Skipped when the bundle is missing or older than the source (it is not built in CI).
+records the JSON body it was sent. Each test runs twice (``conftest.py``): on the sources
+(``forge/static/link`` and ``forge/static/shared``, ``@forge/bridge`` mapped to
+``fake_bridge.js``, whose ``view.createHistory()`` reports the Jira page's URL the test chose
+as ``host_url``) and on the bundle ``npm run build`` writes (``static/link/build``), skipped
+when that is missing or stale.
 
 Every test asserts what a user sees, what reached the gateway, and that the page threw nothing.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
-import pytest_asyncio
-from aiohttp import web
+
+if TYPE_CHECKING:
+    from tests.forge.conftest import Harness
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(60),
     pytest.mark.asyncio(loop_scope="module"),
 ]
-
-ROOT: Final = Path(__file__).resolve().parents[2]
-SOURCE: Final = ROOT / "forge" / "static" / "link"
-BUNDLE: Final = SOURCE / "build"
-FAKE_BRIDGE: Final = Path(__file__).with_name("fake_bridge.js")
-IMPORT_MAP: Final = (
-    '<script type="importmap">{"imports": {"@forge/bridge": "/fake-bridge.js"}}</script>'
-)
-#: For the bundle: the host side of the Custom UI bridge, answering what the real
-#: @forge/bridge asks (invoke → ui-remote-fetch, navigate, enableTheming, createHistory,
-#: getContext), honouring the same test globals as fake_bridge.js and recording the calls the
-#: way it does.
-HOST_BRIDGE: Final = """
-(() => {
-  const calls = (globalThis.__bridgeCalls = globalThis.__bridgeCalls || []);
-  const hostUrl = () => new URL(globalThis.__hostUrl
-    || 'https://acme.atlassian.net/jira/apps/app-uuid/env-uuid');
-  globalThis.__bridge = {
-    async callBridge(name, payload) {
-      if (name === 'invoke' && payload.invokeType === 'ui-remote-fetch') {
-        const call = { fn: 'invokeRemote', path: payload.path, method: payload.method };
-        const init = { method: payload.method };
-        if ('body' in payload) {
-          call.body = payload.body;
-          init.body = JSON.stringify(payload.body);
-          init.headers = { 'content-type': 'application/json' };
-        }
-        calls.push(call);
-        const response = await fetch('/remote' + payload.path, init);
-        const text = await response.text();
-        if (response.status === 401) {
-          throw new Error('Remote could not verify the Forge Invocation Token');
-        }
-        const headers = {};
-        response.headers.forEach((value, key) => { headers[key] = [value]; });
-        const body = text ? JSON.parse(text) : undefined;
-        const answer = { status: response.status, headers, body };
-        return response.ok ? { success: true, payload: answer } : { success: false, error: answer };
-      }
-      if (name === 'navigate' && payload.type === 'new-tab') {
-        calls.push({ fn: 'router.open', location: String(payload.url) });
-        if (globalThis.__routerOpenFails) {
-          throw new Error('navigation refused');
-        }
-        return undefined;
-      }
-      if (name === 'enableTheming') {
-        calls.push({ fn: 'view.theme.enable' });
-        if (globalThis.__colorMode) {
-          document.documentElement.setAttribute('data-color-mode', globalThis.__colorMode);
-        }
-        return undefined;
-      }
-      if (name === 'createHistory') {
-        calls.push({ fn: 'view.createHistory' });
-        if (globalThis.__noHistory) {
-          throw new Error('history is not available here');
-        }
-        const url = hostUrl();
-        const base = url.pathname.split('/').slice(0, 5).join('/');
-        return {
-          action: 'POP',
-          location: {
-            pathname: url.pathname.slice(base.length) || '/',
-            search: url.search, hash: url.hash, state: undefined, key: 'default',
-          },
-          listen() { return () => {}; },
-          push() {},
-          replace() {},
-        };
-      }
-      if (name === 'getContext') {
-        calls.push({ fn: 'view.getContext' });
-        const extension = { type: 'jira:globalPage' };
-        if (globalThis.__contextLocation) {
-          extension.location = hostUrl().href;
-        }
-        return { moduleKey: 'link', siteUrl: 'https://acme.atlassian.net', extension };
-      }
-      throw new Error('unexpected bridge call ' + name);
-    },
-  };
-})();
-"""
 
 SITE_PAGE: Final = "https://acme.atlassian.net/jira/apps/0f1e2d3c-aaaa/77e5-bbbb"
 #: A link request as the linker seals it: URL-safe base64 pieces joined by dots.
@@ -134,153 +44,9 @@ EXPLANATION: Final = (
 NO_REQUEST_NOTE: Final = "whoever authorizes in Discord next will be linked to your Jira account"
 
 
-@dataclass
-class Backend:
-    """What the stand-in gateway answers (a queue, the last answer repeats) and was sent."""
-
-    answers: list[tuple[int, Any]] = field(default_factory=list)
-    seen: list[tuple[str, str, Any]] = field(default_factory=list)
-
-    def answer(self, status: int, body: Any) -> None:
-        self.answers.append((status, body))
-
-
-BACKEND: Final = web.AppKey("backend", Backend)
-
-
-def _index(folder: Path, *, import_map: bool) -> str:
-    text = (folder / "index.html").read_text(encoding="utf-8")
-    if not import_map:
-        return text
-    assert text.count("<head>") == 1, "index.html must have one <head> for the import map"
-    return text.replace("<head>", "<head>\n" + IMPORT_MAP, 1)
-
-
-def _server(folder: Path, *, import_map: bool) -> web.Application:
-    """The page's files (read once, here) and the stand-in gateway under /remote."""
-    app = web.Application()
-    app[BACKEND] = Backend()
-
-    def asset(body: bytes, content_type: str) -> Callable[[web.Request], Any]:
-        async def handler(_: web.Request) -> web.Response:
-            return web.Response(body=body, content_type=content_type, charset="utf-8")
-
-        return handler
-
-    index = asset(_index(folder, import_map=import_map).encode(), "text/html")
-    app.router.add_get("/", index)
-    app.router.add_get("/index.html", index)
-    for name, content_type in (("main.js", "text/javascript"), ("style.css", "text/css")):
-        app.router.add_get(f"/{name}", asset((folder / name).read_bytes(), content_type))
-    app.router.add_get("/fake-bridge.js", asset(FAKE_BRIDGE.read_bytes(), "text/javascript"))
-
-    async def remote(request: web.Request) -> web.Response:
-        backend = request.app[BACKEND]
-        raw = await request.read()
-        sent = json.loads(raw) if raw else None
-        backend.seen.append((request.method, request.path_qs.removeprefix("/remote"), sent))
-        assert backend.answers, "the test queued no answer"
-        status, body = backend.answers.pop(0) if len(backend.answers) > 1 else backend.answers[0]
-        return web.json_response(body, status=status)
-
-    app.router.add_route("*", "/remote/{tail:.*}", remote)
-    return app
-
-
-def _bundle_is_current() -> bool:
-    built = [BUNDLE / name for name in ("index.html", "main.js", "style.css")]
-    if not all(p.is_file() for p in built):
-        return False
-    oldest = min(p.stat().st_mtime for p in built)
-    return all(p.stat().st_mtime <= oldest for p in SOURCE.glob("*.*") if p.is_file())
-
-
-@dataclass
-class Harness:
-    """The served page, its stand-in gateway, and a browser page with everything it threw."""
-
-    url: str
-    backend: Backend
-    page: Any
-    errors: list[str]
-
-    async def open(self) -> None:
-        from playwright.async_api import expect
-
-        await self.page.goto(self.url)
-        await expect(self.page.locator("main")).to_have_attribute("aria-busy", "false")
-
-    async def calls(self, fn: str | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.page.evaluate("globalThis.__bridgeCalls || []")
-        return result if fn is None else [c for c in result if c["fn"] == fn]
-
-
-@pytest.fixture(name="host_url")
-def _host_url() -> str | None:
-    """The Jira page's URL the bridge reports (None: the fake's default, without a query)."""
-    return None
-
-
-@pytest.fixture(name="flags")
-def _flags() -> dict[str, Any]:
-    """Other test globals for the bridge (__noHistory, __contextLocation, …)."""
-    return {}
-
-
-@pytest.fixture(name="color_mode")
-def _color_mode() -> str | None:
-    return None
-
-
-@pytest_asyncio.fixture(name="h", params=["source", "bundle"], loop_scope="module")
-async def _harness(
-    request: pytest.FixtureRequest,
-    browser: Any,
-    host_url: str | None,
-    flags: dict[str, Any],
-    color_mode: str | None,
-) -> AsyncIterator[Harness]:
-    bundle = request.param == "bundle"
-    if bundle and not _bundle_is_current():
-        pytest.skip("no current link bundle: run `npm ci && npm run build` in forge/")
-    app = _server(BUNDLE if bundle else SOURCE, import_map=not bundle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    settings = {**flags, "__hostUrl": host_url, "__colorMode": color_mode}
-    try:
-        context = await browser.new_context(locale="en-GB", timezone_id="UTC")
-        await context.add_init_script(
-            "".join(
-                f"globalThis.{name} = {json.dumps(value)};"
-                for name, value in settings.items()
-                if value is not None
-            )
-        )
-        if bundle:
-            await context.add_init_script(HOST_BRIDGE)
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # Chromium logs every non-2xx fetch ("Failed to load resource"); the tests
-        # answer 4xx and 5xx on purpose, and a missing asset fails them anyway.
-        page.on(
-            "console",
-            lambda msg: (
-                errors.append(msg.text)
-                if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-                else None
-            ),
-        )
-        try:
-            yield Harness(f"http://{host}:{port}/", app[BACKEND], page, errors)
-            assert errors == [], errors
-        finally:
-            await context.close()
-    finally:
-        await runner.cleanup()
+@pytest.fixture(name="forge_page")
+def _forge_page() -> str:
+    return "link"
 
 
 # -- with and without a link request -----------------------------------------------------------

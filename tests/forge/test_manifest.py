@@ -197,6 +197,9 @@ def test_resources_exist_or_are_what_the_build_writes(manifest: dict[str, Any]) 
                 assert (folder.parent / name).is_file(), f"{page}: {name}"
                 if name != "main.js":
                     assert f"'{name}'" in build, f"build.mjs does not copy {name}"
+            # What the pages share goes into every build folder (Forge deploys each alone).
+            assert (FORGE / "static" / "shared" / "shared.css").is_file()
+            assert "join(SHARED, 'shared.css'), join(out, 'shared.css')" in build
         else:
             assert (folder / "index.html").is_file(), resource
 
@@ -216,11 +219,16 @@ def test_package_json_pins_exact_versions_and_builds() -> None:
 
 @pytest.mark.parametrize("page", PAGES)
 def test_the_page_imports_the_bridge_by_its_bare_name(page: str) -> None:
-    """The tests' import map substitutes '@forge/bridge'; the bundle inlines it."""
+    """The tests' import map substitutes '@forge/bridge'; the bundle inlines it (and
+    ../shared/ui.js, which the page imports by that relative path)."""
     source = (FORGE / "static" / page / "main.js").read_text(encoding="utf-8")
     assert re.search(r"^import \{[^}]*\} from '@forge/bridge';$", source, re.M)
-    assert "innerHTML" not in source and "insertAdjacentHTML" not in source
-    assert "outerHTML" not in source and "document.write" not in source
+    assert re.search(r"^\} from '\.\./shared/ui\.js';$", source, re.M)
+    shared = (FORGE / "static" / "shared" / "ui.js").read_text(encoding="utf-8")
+    for text in (source, shared):
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text
+        assert "outerHTML" not in text and "document.write" not in text
     html = (FORGE / "static" / page / "index.html").read_text(encoding="utf-8")
     assert '<script type="module" src="./main.js"></script>' in html
+    assert html.index('href="./shared.css"') < html.index('href="./style.css"')
     assert "<script>" not in html  # Forge's CSP allows no inline script

@@ -17,44 +17,25 @@
 // Every value from the answer reaches the page as text (textContent, or an attribute we set
 // ourselves after checking it): nothing here writes HTML.
 
-import { invokeRemote, router, view } from '@forge/bridge';
+import { router } from '@forge/bridge';
+
+import {
+  callGateway,
+  el,
+  enableTheme,
+  errorBox,
+  httpsUrl,
+  notice,
+  optionalString,
+  UNREACHABLE,
+  whileBusy,
+} from '../shared/ui.js';
 
 const CONFIG_PATH = '/forge/ui/config';
 
 // -- the answer ------------------------------------------------------------------------------
 
 class AnswerError extends Error {}
-
-/** The answer's body as an object: the bridge hands over parsed JSON, but accept a string too. */
-function bodyOf(response) {
-  const body = response.body;
-  if (typeof body === 'string') {
-    try {
-      return JSON.parse(body);
-    } catch {
-      return null;
-    }
-  }
-  return body && typeof body === 'object' ? body : null;
-}
-
-function optionalString(value) {
-  return typeof value === 'string' && value !== '' ? value : null;
-}
-
-/** Only an https link may become an href (never javascript:, data:, …). */
-function httpsUrl(value) {
-  const text = optionalString(value);
-  if (text === null) {
-    return null;
-  }
-  try {
-    const url = new URL(text);
-    return url.protocol === 'https:' ? url.href : null;
-  } catch {
-    return null;
-  }
-}
 
 /** The 200 body, checked and normalised; throws AnswerError when it is not what we expect. */
 function parseConfig(body) {
@@ -82,50 +63,25 @@ function parseConfig(body) {
 
 /** Ask the gateway; resolves to { ok: true, config } or { ok: false, title, detail }. */
 async function fetchConfig() {
-  let response;
-  try {
-    response = await invokeRemote({ path: CONFIG_PATH, method: 'GET' });
-  } catch (err) {
-    const message = err && err.message ? String(err.message) : String(err);
-    return { ok: false, title: 'The server could not be reached.', detail: message };
+  const answer = await callGateway({ path: CONFIG_PATH, method: 'GET' });
+  if (!answer.reached) {
+    return { ok: false, title: UNREACHABLE, detail: answer.detail };
   }
-  if (!response || typeof response !== 'object') {
-    return { ok: false, title: 'The server could not be reached.', detail: 'No answer.' };
-  }
-  const body = bodyOf(response);
-  const status = Number(response.status);
-  if (!(status >= 200 && status < 300)) {
-    const reason = body && typeof body.error === 'string' ? body.error : 'no reason given';
-    return { ok: false, title: `The server answered ${status}.`, detail: reason };
+  if (!answer.ok) {
+    const detail = answer.reason === null ? 'no reason given' : answer.reason;
+    return { ok: false, title: `The server answered ${answer.status}.`, detail };
   }
   try {
-    return { ok: true, config: parseConfig(body) };
+    return { ok: true, config: parseConfig(answer.body) };
   } catch (err) {
     if (err instanceof AnswerError) {
-      return { ok: false, title: err.message, detail: `status ${status}` };
+      return { ok: false, title: err.message, detail: `status ${answer.status}` };
     }
     throw err;
   }
 }
 
 // -- building the page -----------------------------------------------------------------------
-
-/** A new element; string children become text nodes, never markup. */
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value !== null && value !== undefined && value !== false) {
-      node.setAttribute(name, value === true ? '' : String(value));
-    }
-  }
-  for (const child of children) {
-    if (child === null || child === undefined || child === false) {
-      continue;
-    }
-    node.append(typeof child === 'string' ? document.createTextNode(child) : child);
-  }
-  return node;
-}
 
 function timeOfDay(date) {
   return date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
@@ -163,9 +119,8 @@ function connectSection(config, onNewCode) {
   const section = el('section', { 'aria-labelledby': 'connect-heading' }, heading);
   if (config.installUrl === null || config.connectCode === null) {
     section.append(
-      el(
-        'div',
-        { id: 'not-set-up', class: 'notice' },
+      notice(
+        'not-set-up',
         el('p', {}, el('strong', {}, 'Discord is not set up on this server yet.')),
         el(
           'p',
@@ -233,17 +188,13 @@ function connectionsSection(config) {
   return section;
 }
 
-function errorBox(result, onRetry) {
-  const retry = el('button', { id: 'retry', type: 'button', class: 'button' }, 'Try again');
-  retry.addEventListener('click', onRetry);
-  return el(
-    'div',
-    { id: 'error', class: 'error', role: 'alert' },
-    el('h2', {}, 'The configuration could not be loaded'),
-    el('p', {}, result.title),
-    el('p', {}, 'Reason: ', el('code', {}, result.detail)),
-    el('p', {}, retry),
-  );
+function loadError(result, onRetry) {
+  return errorBox({
+    heading: 'The configuration could not be loaded',
+    lines: [result.title],
+    detail: result.detail,
+    onRetry,
+  });
 }
 
 // -- the page's life -------------------------------------------------------------------------
@@ -261,29 +212,26 @@ async function load(announce) {
   }
   loading = true;
   const refocus = document.activeElement && document.activeElement.id;
-  app.setAttribute('aria-busy', 'true');
-  for (const button of content.querySelectorAll('button')) {
-    button.disabled = true;
-  }
   statusLine.textContent = announce ? 'Getting a new code…' : 'Loading…';
   try {
-    const result = await fetchConfig();
-    if (result.ok) {
-      const { config } = result;
-      site.hidden = config.siteUrl === null;
-      site.textContent = config.siteUrl === null ? '' : `Jira site: ${config.siteUrl}`;
-      content.replaceChildren(
-        connectSection(config, () => load(true)),
-        connectionsSection(config),
-      );
-      statusLine.textContent = announce && config.connectCode !== null ? 'New code ready.' : '';
-    } else {
-      content.replaceChildren(errorBox(result, () => load(false)));
-      statusLine.textContent = '';
-    }
+    await whileBusy(app, content, async () => {
+      const result = await fetchConfig();
+      if (result.ok) {
+        const { config } = result;
+        site.hidden = config.siteUrl === null;
+        site.textContent = config.siteUrl === null ? '' : `Jira site: ${config.siteUrl}`;
+        content.replaceChildren(
+          connectSection(config, () => load(true)),
+          connectionsSection(config),
+        );
+        statusLine.textContent = announce && config.connectCode !== null ? 'New code ready.' : '';
+      } else {
+        content.replaceChildren(loadError(result, () => load(false)));
+        statusLine.textContent = '';
+      }
+    });
   } finally {
     loading = false;
-    app.setAttribute('aria-busy', 'false');
   }
   const again = refocus ? document.getElementById(refocus) : null;
   if (again) {
@@ -300,7 +248,5 @@ async function load(announce) {
   }
 }
 
-// Jira's light and dark themes: with theming on, Jira sets data-color-mode on <html> and
-// supplies its design tokens (--ds-*), which style.css prefers over its own fallbacks.
-view.theme.enable().catch(() => {});
+enableTheme();
 load(false);

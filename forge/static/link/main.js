@@ -25,7 +25,18 @@
 //
 // Every value from the answer reaches the page as text (textContent): nothing here writes HTML.
 
-import { invokeRemote, router, view } from '@forge/bridge';
+import { router, view } from '@forge/bridge';
+
+import {
+  callGateway,
+  el,
+  enableTheme,
+  errorBox,
+  httpsUrl,
+  notice,
+  UNREACHABLE,
+  whileBusy,
+} from '../shared/ui.js';
 
 const LINK_PATH = '/forge/ui/link';
 const REQUEST_PARAM = 'request';
@@ -71,49 +82,15 @@ async function linkRequest() {
 
 // -- the answer ------------------------------------------------------------------------------
 
-/** The answer's body as an object: the bridge hands over parsed JSON, but accept a string too. */
-function bodyOf(response) {
-  const body = response.body;
-  if (typeof body === 'string') {
-    try {
-      return JSON.parse(body);
-    } catch {
-      return null;
-    }
-  }
-  return body && typeof body === 'object' ? body : null;
-}
-
-/** Only an https URL may be opened (never javascript:, data:, http:, …). */
-function httpsUrl(value) {
-  if (typeof value !== 'string' || value === '') {
-    return null;
-  }
-  try {
-    const url = new URL(value);
-    return url.protocol === 'https:' ? url.href : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Ask the gateway; resolves to { ok: true, authorizeUrl } or { ok: false, … }. */
 async function startLink(request) {
   const body = request === null ? {} : { request };
-  let response;
-  try {
-    response = await invokeRemote({ path: LINK_PATH, method: 'POST', body });
-  } catch (err) {
-    const message = err && err.message ? String(err.message) : String(err);
-    return { ok: false, reason: null, summary: 'The server could not be reached.', detail: message };
+  const answer = await callGateway({ path: LINK_PATH, method: 'POST', body });
+  if (!answer.reached) {
+    return { ok: false, reason: null, summary: UNREACHABLE, detail: answer.detail };
   }
-  if (!response || typeof response !== 'object') {
-    return { ok: false, reason: null, summary: 'The server could not be reached.', detail: 'No answer.' };
-  }
-  const answer = bodyOf(response);
-  const status = Number(response.status);
-  if (!(status >= 200 && status < 300)) {
-    const reason = answer && typeof answer.error === 'string' ? answer.error : null;
+  const { status, reason } = answer;
+  if (!answer.ok) {
     return {
       ok: false,
       reason,
@@ -121,7 +98,7 @@ async function startLink(request) {
       detail: reason === null ? 'no reason given' : reason,
     };
   }
-  const authorizeUrl = httpsUrl(answer && answer.authorizeUrl);
+  const authorizeUrl = httpsUrl(answer.body && answer.body.authorizeUrl);
   if (authorizeUrl === null) {
     return {
       ok: false,
@@ -134,23 +111,6 @@ async function startLink(request) {
 }
 
 // -- building the page -----------------------------------------------------------------------
-
-/** A new element; string children become text nodes, never markup. */
-function el(tag, attrs, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs || {})) {
-    if (value !== null && value !== undefined && value !== false) {
-      node.setAttribute(name, value === true ? '' : String(value));
-    }
-  }
-  for (const child of children) {
-    if (child === null || child === undefined || child === false) {
-      continue;
-    }
-    node.append(typeof child === 'string' ? document.createTextNode(child) : child);
-  }
-  return node;
-}
 
 function linkSection(authorizeUrl, hadRequest) {
   const section = el(
@@ -167,9 +127,8 @@ function linkSection(authorizeUrl, hadRequest) {
   );
   if (!hadRequest) {
     section.append(
-      el(
-        'div',
-        { id: 'no-request', class: 'notice' },
+      notice(
+        'no-request',
         el(
           'p',
           {},
@@ -233,23 +192,14 @@ function explain(result) {
   }
 }
 
-function errorBox(result, onRetry) {
+function linkError(result, onRetry) {
   const { lines, detail, retry } = explain(result);
-  const box = el(
-    'div',
-    { id: 'error', class: 'error', role: 'alert' },
-    el('h2', {}, 'Your Discord account could not be linked'),
-    ...lines.map((line) => el('p', {}, line)),
-  );
-  if (detail !== undefined) {
-    box.append(el('p', {}, 'Reason: ', el('code', {}, detail)));
-  }
-  if (retry) {
-    const again = el('button', { id: 'retry', type: 'button', class: 'button' }, 'Try again');
-    again.addEventListener('click', onRetry);
-    box.append(el('p', {}, again));
-  }
-  return box;
+  return errorBox({
+    heading: 'Your Discord account could not be linked',
+    lines,
+    detail,
+    onRetry: retry ? onRetry : null,
+  });
 }
 
 // -- the page's life -------------------------------------------------------------------------
@@ -266,20 +216,17 @@ async function load(request) {
   }
   loading = true;
   const retrying = document.activeElement && document.activeElement.id === 'retry';
-  app.setAttribute('aria-busy', 'true');
-  for (const button of content.querySelectorAll('button')) {
-    button.disabled = true;
-  }
   statusLine.textContent = 'Loading…';
   try {
-    const result = await startLink(request);
-    content.replaceChildren(
-      result.ok ? linkSection(result.authorizeUrl, request !== null) : errorBox(result, () => load(request)),
-    );
-    statusLine.textContent = '';
+    await whileBusy(app, content, async () => {
+      const result = await startLink(request);
+      content.replaceChildren(
+        result.ok ? linkSection(result.authorizeUrl, request !== null) : linkError(result, () => load(request)),
+      );
+      statusLine.textContent = '';
+    });
   } finally {
     loading = false;
-    app.setAttribute('aria-busy', 'false');
   }
   if (retrying) {
     const next = document.getElementById('retry') || document.getElementById('continue');
@@ -289,7 +236,5 @@ async function load(request) {
   }
 }
 
-// Jira's light and dark themes: with theming on, Jira sets data-color-mode on <html> and
-// supplies its design tokens (--ds-*), which style.css prefers over its own fallbacks.
-view.theme.enable().catch(() => {});
+enableTheme();
 linkRequest().then(load);
