@@ -114,10 +114,10 @@ ADMIN_PAGE_TYPE: Final = "jira:adminPage"
 LINK_PAGE_KEY: Final = "link"
 LINK_PAGE_TYPE: Final = "jira:globalPage"
 LINK_BODY_LIMIT: Final = 8 * 1024
-#: How long a token's first request is remembered: well past any FIT's life (Forge's last
-#: seconds; the check of ``exp`` refuses it after that anyway).
-TOKEN_USE_TTL: Final = 600.0
-TOKEN_USE_ENTRIES: Final = 100_000
+#: How long a token's first request is remembered: well past a FIT's life (Atlassian's example
+#: token lives 25 s); bounded, so a flood of tokens cannot grow the gateway's memory.
+TOKEN_USE_TTL: Final = 120.0
+TOKEN_USE_ENTRIES: Final = 50_000
 _EVENTS_PATH: Final = "/forge/events"
 
 
@@ -165,7 +165,7 @@ class ForgeState:
     by_installation: ReadCache[str, Installation]
     sealed_tokens: SealedTokens
     # jti → digest of the one request that token may carry
-    token_uses: TtlCache[str]
+    token_uses: TtlCache[bytes]
 
 
 FORGE_OPTIONS: Final = web.AppKey("forge_options", ForgeOptions)
@@ -269,7 +269,7 @@ def _bind_token(
         return
     digest = hashlib.sha256(
         request.method.encode() + b" " + request.rel_url.raw_path.encode() + b"\n" + body
-    ).hexdigest()
+    ).digest()[:16]
     seen = state.token_uses.get(invocation.token_id)
     if seen is not None and seen != digest:
         raise ForgeAuthError("token already used")
