@@ -332,7 +332,7 @@ async def test_a_reinstall_within_retention_takes_the_sites_earlier_row_over(
     assert second.cloud_id == first.cloud_id
     await world.forge.installed(await world.event(), CTX)
     rows = [await world.installations.get(k) for k in await world.installations.client_keys()]
-    assert [(r.client_key, r.installation_id, r.state) for r in rows] == [
+    assert [(r.client_key, r.installation_id, r.state) for r in rows if r is not None] == [
         (first.installation_id, second.installation_id, InstallationState.ENABLED)
     ]
 
