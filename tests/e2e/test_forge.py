@@ -43,12 +43,7 @@ class System:
         return self.cast.site
 
     def notifications(self, key: str) -> list[Message]:
-        """Public messages of the channel whose embed is about ``key``, in channel order."""
-        return [
-            m
-            for m in self.sandbox.discord.messages(self.cast.channel_id, ephemeral=False)
-            if m.embeds and str(m.embeds[0].get("title", "")).startswith(f"{key}: ")
-        ]
+        return self.sandbox.notifications(self.cast.channel_id, key)
 
 
 @pytest_asyncio.fixture(name="system", scope="module", loop_scope="module")

@@ -43,11 +43,7 @@ class System:
         self.manifest = manifest
 
     def notifications(self, key: str) -> list[Message]:
-        return [
-            m
-            for m in self.sandbox.discord.messages(self.cast.channel_id, ephemeral=False)
-            if m.embeds and str(m.embeds[0].get("title", "")).startswith(f"{key}: ")
-        ]
+        return self.sandbox.notifications(self.cast.channel_id, key)
 
 
 def _manifest_with_connect_key(workdir: Path, connect_key: str) -> Path:

@@ -64,28 +64,39 @@ def _launcher_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -> None:
-    """All four services report ready; SIGINT stops every one of them and the launcher exits 0."""
-    env = _launcher_env(tmp_path)
-    proc = subprocess.Popen(
+def _launch(tmp_path: Path) -> subprocess.Popen[str]:
+    """``scripts/run.py`` as ``make run`` starts it, with real (not sandbox) settings."""
+    return subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "run.py")],
-        env=env,
+        env=_launcher_env(tmp_path),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def _until_ready(proc: subprocess.Popen[str], timeout: float = 60) -> list[str]:
+    """The launcher's lines up to and including "all 4 services ready" (or its exit)."""
+    assert proc.stdout is not None
     lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "all 4 services ready" in line:
+            break
+    return lines
+
+
+def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -> None:
+    """All four services report ready; SIGINT stops every one of them and the launcher exits 0."""
+    proc = _launch(tmp_path)
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "all 4 services ready" in line:
-                break
+        lines = _until_ready(proc)
         assert any("all 4 services ready" in x for x in lines), "".join(lines)
         for _ in range(3):  # the URLs to give Jira (Forge, Connect) and Discord follow it
             lines.append(proc.stdout.readline())
@@ -119,23 +130,10 @@ def test_launcher_brings_up_four_ready_services_and_stops_them(tmp_path: Path) -
 
 def test_services_do_not_outlive_a_launcher_killed_outright(tmp_path: Path) -> None:
     """``kill -9`` of the launcher: the services get SIGTERM from the kernel and exit."""
-    env = _launcher_env(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "run.py")],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = _launch(tmp_path)
     children: list[int] = []
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line or "all 4 services ready" in line:
-                break
+        _until_ready(proc)
         children = children_of(proc.pid)
         assert len(children) == 4
         proc.kill()

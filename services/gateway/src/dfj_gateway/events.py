@@ -1,14 +1,19 @@
 """Event types the gateway publishes, with their queues and session keys.
 
-The workers own what the events mean; this module only names them, so a grep finds every
-producer. Each type has a schema version that grows when its ``data`` changes shape.
+The workers own what the events mean; this module only names them (and builds the envelope
+the Connect and Forge routes publish on ``jira-events``), so a grep finds every producer. Each
+type has a schema version that grows when its ``data`` changes shape.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
 
-__all__ = ["SCHEMA_VERSIONS", "SOURCE"]
+from dfj_common.envelope import Envelope
+
+__all__ = ["SCHEMA_VERSIONS", "SOURCE", "jira_event"]
 
 SOURCE: Final = "dfj-gateway"
 
@@ -47,3 +52,27 @@ SCHEMA_VERSIONS: Final = {
     DISCORD_MODAL_SUBMIT: 1,
     LINK_OAUTH_CALLBACK: 1,
 }
+
+
+def jira_event(
+    *,
+    event_type: str,
+    event_id: str,
+    data: Mapping[str, Any],
+    client_key: str,
+    session_key: str,
+    now: float,
+    subject: str | None = None,
+) -> Envelope:
+    """The envelope of an event from Jira (Connect or Forge) for ``jira-events``."""
+    return Envelope(
+        id=event_id,
+        source=SOURCE,
+        type=event_type,
+        data=data,
+        time=datetime.fromtimestamp(now, UTC),
+        subject=subject,
+        tenant=client_key,
+        session_key=session_key,
+        schema_version=SCHEMA_VERSIONS[event_type],
+    )

@@ -195,7 +195,10 @@ async def _make_harness(
     closers: list[Callable[[], Awaitable[None]]] = []
 
     async def make(
-        *, env: Mapping[str, str] | None = None, keys: ForgeKeyOptions | None = None
+        *,
+        env: Mapping[str, str] | None = None,
+        keys: ForgeKeyOptions | None = None,
+        secrets_env: Mapping[str, str] | None = None,
     ) -> Harness:
         root = tmp_path / f"h{len(closers)}"
         root.mkdir()
@@ -222,7 +225,9 @@ async def _make_harness(
         db = Database.open(settings, clock=clock)
         closers.append(db.close)
         secrets = EnvSecretStore(
-            {"DFJ_KEK": generate_kek(), "DFJ_STATE_SIGNING_KEY": STATE_SIGNING_KEY},
+            {"DFJ_KEK": generate_kek(), "DFJ_STATE_SIGNING_KEY": STATE_SIGNING_KEY}
+            if secrets_env is None
+            else secrets_env,
             env_file=None,
         )
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))

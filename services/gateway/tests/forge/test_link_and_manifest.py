@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from dfj_common.derived_keys import master_key, seal
+from dfj_common.secrets import generate_kek
 from dfj_gateway.browser.state import verify_state
 from dfj_gateway.forge.routes import ADMIN_PAGE_KEY, LINK_PAGE_KEY, ROUTES
 from dfj_gateway.jira.link_request import LINK_REQUEST
@@ -126,3 +127,24 @@ def test_the_page_modules_are_the_ones_the_routes_accept() -> None:
     modules = _manifest()["modules"]
     assert [p["key"] for p in modules["jira:adminPage"]] == [ADMIN_PAGE_KEY]
     assert [p["key"] for p in modules.get("jira:globalPage", [])] in ([LINK_PAGE_KEY], [])
+
+
+async def test_linking_not_set_up_is_a_503_with_a_reason(make_harness: Any) -> None:
+    """No Discord application, or no state-signing key: the page can say so, nothing starts."""
+    for options in (
+        {"env": {"DFJ_DISCORD_APPLICATION_ID": ""}},
+        {"secrets_env": {"DFJ_KEK": generate_kek()}},
+    ):
+        h = await make_harness(**options)
+        response = await h.call("/forge/ui/link", {}, token=page_token(h))
+        assert response.status == 503
+        assert (await response.json())["error"] == "linking is not set up on this server yet"
+
+
+async def test_a_key_store_that_cannot_seal_the_system_token_is_a_503(make_harness: Any) -> None:
+    """Without the key-encryption key the token cannot be passed on safely: Forge retries."""
+    h = await make_harness(secrets_env={"DFJ_STATE_SIGNING_KEY": STATE_SIGNING_KEY})
+    response = await h.call("/forge/scheduled", {}, token=h.fit("scheduled"), system_token="a.b.c")
+    assert response.status == 503
+    assert (await response.json())["error"] == "key store unavailable"
+    assert await h.queued() == 0

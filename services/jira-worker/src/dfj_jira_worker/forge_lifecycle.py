@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
@@ -122,6 +122,9 @@ class ForgeLifecycle:
     lifecycle: Lifecycle
     jira: JiraClient
     connect_key: str  # DFJ_APP_KEY: the Connect app a migrating site had installed
+    # installation ARI → the latest token expiry this process stored or read: Forge brings the
+    # same token with every event for hours, and the row need not be read again to learn so.
+    _kept: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
 
     def table(self) -> HandlerTable:
         return {
@@ -152,9 +155,16 @@ class ForgeLifecycle:
         if not isinstance(forge, Mapping) or forge.get("systemToken") is None:
             return
         delivered = _delivered(forge)
+        known = self._kept.get(delivered.installation_id)
+        if known is not None and delivered.expires_at is not None and delivered.expires_at <= known:
+            return
         row = await self.installations.get_by_installation_id(delivered.installation_id)
-        if row is not None and _fresher(delivered, row):
+        if row is None:
+            return
+        if _fresher(delivered, row):
             await self._keep_token(row, delivered)
+        elif row.system_token_expires_at is not None:
+            self._kept[delivered.installation_id] = row.system_token_expires_at
 
     async def uninstalled(self, envelope: Envelope, _ctx: HandlerContext) -> None:
         """``preUninstall``: as a Connect ``uninstalled`` — marked, then purged by the linker."""
@@ -171,6 +181,7 @@ class ForgeLifecycle:
         await self.installations.update_system_token(
             row.client_key, ciphertext=delivered.sealed_token, expires_at=delivered.expires_at
         )
+        self._kept[delivered.installation_id] = delivered.expires_at
         _log.info("forge system token kept", tenant=row.client_key, expires_at=delivered.expires_at)
 
     async def _adopt(self, delivered: _Delivered, row: Installation | None) -> None:

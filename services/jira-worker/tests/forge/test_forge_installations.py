@@ -14,6 +14,7 @@ import base64
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,12 @@ from dfj_common.storage import (
 from dfj_common.testing import drain
 from dfj_jira_worker.forge_lifecycle import ForgeLifecycle
 from dfj_jira_worker.jira import JiraClient
-from dfj_jira_worker.jira.errors import JiraTokenPending, JiraUnauthorized
+from dfj_jira_worker.jira.errors import (
+    JiraRateLimited,
+    JiraTokenPending,
+    JiraUnauthorized,
+    JiraUnavailable,
+)
 from dfj_jira_worker.lifecycle import SITE_UNINSTALLED, Lifecycle
 from dfj_sandbox.jira_sim import JiraSimulator, Site
 from dfj_sandbox.jira_sim.forge_installation import ForgeInstallation
@@ -392,3 +398,100 @@ async def test_personal_data_is_reported_on_the_api_base_url_with_the_system_tok
     assert answer.data["closed"] == [MALLORY]
     call = world.sim.calls[-1]
     assert call.path == "/app/report-accounts/" and call.status == 200
+
+
+class GraphqlEdge:
+    """Atlassian's GraphQL endpoint answering what a test scripts, on loopback."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, bytes, dict[str, str]] = (200, b"{}", {})
+        self.seen: list[tuple[str | None, Any]] = []
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def _graphql(self, request: web.Request) -> web.Response:
+        self.seen.append((request.headers.get("Authorization"), await request.json()))
+        status, body, headers = self.answer
+        return web.Response(status=status, body=body, headers=headers)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/graphql", self._graphql)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "error", "match"),
+    [
+        (401, b"{}", {}, JiraTokenPending, "system token was refused"),
+        (403, b"{}", {}, JiraTokenPending, "system token was refused"),
+        (429, b"{}", {"Retry-After": "7"}, JiraRateLimited, "answered 429"),
+        (503, b"{}", {}, JiraUnavailable, "answered 503"),
+        (400, b"{}", {}, JiraUnavailable, "answered 400"),
+        (200, b"not json", {}, JiraUnavailable, "no JSON"),
+        (200, b'{"data": {}}', {}, JiraUnavailable, "without offlineUserAuthToken"),
+        (
+            200,
+            b'{"data": {"offlineUserAuthToken": {"success": true, "authToken": {"token": "t"}}}}',
+            {},
+            JiraUnavailable,
+            "usable ttl",
+        ),
+        (
+            200,
+            b'{"data": {"offlineUserAuthToken": {"success": false, "errors": [{"message": "x"}]}}}',
+            {},
+            JiraUnauthorized,
+            "cannot act as the user",
+        ),
+    ],
+)
+async def test_what_the_graphql_api_refuses_becomes_the_matching_error(
+    world: World,
+    *,
+    status: int,
+    body: bytes,
+    headers: dict[str, str],
+    error: type[Exception],
+    match: str,
+) -> None:
+    edge = GraphqlEdge()
+    await edge.start()
+    try:
+        edge.answer = (status, body, headers)
+        installation_id = "ari:cloud:ecosystem::installation/edge"
+        token = "edge.system.token"
+        sealed = await world.cipher.seal(
+            token.encode(), aad=make_aad(installation_id, "forge-system-token")
+        )
+        row = await world.installations.save_forge(
+            installation_id,
+            cloud_id="c1",
+            api_base_url=f"{edge.url}/ex/jira/c1",
+            system_token_ciphertext=sealed,
+            system_token_expires_at=datetime.fromtimestamp(world.clock.now() + 3 * 3600, UTC),
+            state=InstallationState.ENABLED,
+        )
+        with pytest.raises(error, match=match) as caught:
+            await world.jira.as_user(row, ALICE).get_myself()
+        if error is JiraRateLimited:
+            assert isinstance(caught.value, JiraRateLimited)
+            assert caught.value.retry_after == 7
+        [(authorization, sent)] = edge.seen
+        assert authorization == f"Bearer {token}"
+        assert sent["variables"]["input"] == {
+            "contextIds": ["ari:cloud:jira::site/c1"],
+            "userId": ALICE,
+        }
+        assert token not in str(caught.value)
+    finally:
+        await edge.close()

@@ -255,6 +255,14 @@ class Sandbox:
                 )
             await asyncio.sleep(0.05)
 
+    def notifications(self, channel_id: str, key: str) -> list[Message]:
+        """Public messages of the channel whose embed is about issue ``key``, in channel order."""
+        return [
+            m
+            for m in self.discord.messages(channel_id, ephemeral=False)
+            if m.embeds and str(m.embeds[0].get("title", "")).startswith(f"{key}: ")
+        ]
+
     async def dead_letters(self) -> dict[str, list[DeadLetter]]:
         """What every queue of the topology has dead-lettered, read from the bus file."""
         bus = await LocalBus.open(Path(self.environ["DFJ_BUS_PATH"]))

@@ -49,7 +49,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -57,7 +56,7 @@ import structlog
 from aiohttp import web
 
 from dfj_common.bus import JIRA_EVENTS
-from dfj_common.envelope import Envelope, deterministic_id
+from dfj_common.envelope import deterministic_id
 from dfj_common.errors import ConfigError, TransientError
 from dfj_common.storage import Installation, Installations
 from dfj_gateway import events
@@ -340,16 +339,14 @@ async def _publish(
     session_key: str,
     subject: str | None = None,
 ) -> web.Response:
-    envelope = Envelope(
-        id=event_id,
-        source=events.SOURCE,
-        type=event_type,
+    envelope = events.jira_event(
+        event_type=event_type,
+        event_id=event_id,
         data=data,
-        time=datetime.fromtimestamp(call.now, UTC),
-        subject=subject,
-        tenant=call.tenant,
+        client_key=call.tenant,
         session_key=session_key,
-        schema_version=events.SCHEMA_VERSIONS[event_type],
+        now=call.now,
+        subject=subject,
     )
     try:
         await request.app[BUS].publish_envelope(JIRA_EVENTS, envelope)

@@ -17,7 +17,6 @@ import base64
 import binascii
 import hashlib
 import re
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,6 +24,7 @@ import orjson
 
 from dfj_common.clock import Clock
 from dfj_common.secrets import EnvelopeCipher, make_aad
+from dfj_gateway.lookups import ReadCache
 
 __all__ = [
     "SYSTEM_TOKEN_PURPOSE",
@@ -97,28 +97,25 @@ class SealedTokens:
 
     Forge hands over the same token with every call for hours; sealing it anew for each
     event costs a data key and two AES operations (about 0.1 ms) and gives the worker a new
-    blob to compare. So a token already sealed is reused while it is kept. Keyed by the
-    token's SHA-256, never the token; bounded; per app.
+    blob to compare. So a token already sealed is reused while it is kept (the gateway's
+    :class:`~dfj_gateway.lookups.ReadCache`: bounded, one seal at a time per token). Keyed by
+    the token's SHA-256, never the token.
     """
 
     def __init__(self, clock: Clock, *, ttl: float = 600.0, max_entries: int = 1024) -> None:
-        self._clock = clock
-        self._ttl = ttl
-        self._max = max_entries
-        self._sealed: OrderedDict[tuple[str, bytes], tuple[float, SealedToken]] = OrderedDict()
+        self._cache: ReadCache[tuple[str, bytes], SealedToken] = ReadCache(
+            clock, ttl=ttl, max_entries=max_entries
+        )
 
     async def get(
         self, cipher: EnvelopeCipher, installation_id: str, token: str, *, now: float
     ) -> SealedToken:
         """``token`` sealed for ``installation_id`` (from the cache when it is there)."""
         key = (installation_id, hashlib.sha256(token.encode("ascii")).digest())
-        mono = self._clock.monotonic()
-        hit = self._sealed.get(key)
-        if hit is not None and hit[0] > mono:
-            return hit[1]
-        sealed = await seal_system_token(cipher, installation_id, token, now=now)
-        self._sealed.pop(key, None)
-        self._sealed[key] = (mono + self._ttl, sealed)
-        while len(self._sealed) > self._max:
-            self._sealed.popitem(last=False)
+
+        async def seal() -> SealedToken:
+            return await seal_system_token(cipher, installation_id, token, now=now)
+
+        sealed = await self._cache.get(key, seal)
+        assert sealed is not None  # seal() never answers None
         return sealed

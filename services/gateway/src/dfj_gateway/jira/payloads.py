@@ -70,13 +70,14 @@ class BadPayload(ValueError):
 
 
 # --- small typed readers ------------------------------------------------------------------
+# (public: Forge's product events carry issue/changelog/comment objects of the same shapes)
 
 
 def _obj(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _text(value: object, limit: int = 255) -> str | None:
+def short_text(value: object, limit: int = 255) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= limit else None
 
 
@@ -88,21 +89,22 @@ def _ident(value: object) -> str | None:
     return value if isinstance(value, str) and _ID.match(value) else None
 
 
-def _account(value: object) -> str | None:
-    account_id = _obj(value).get("accountId")
-    return account_id if isinstance(account_id, str) and _ACCOUNT_ID.match(account_id) else None
+def account_id(value: object) -> str | None:
+    """The well-formed ``accountId`` of a user object, or None."""
+    found = _obj(value).get("accountId")
+    return found if isinstance(found, str) and _ACCOUNT_ID.match(found) else None
 
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _pruned(values: Mapping[str, Any]) -> dict[str, Any]:
+def pruned(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
 def _http_url(value: object, limit: int = 2048) -> str | None:
-    text = _text(value, limit)
+    text = short_text(value, limit)
     if text is None:
         return None
     try:
@@ -138,7 +140,7 @@ def lifecycle_body(body: Mapping[str, Any], *, event_type: str) -> LifecycleBody
         raise BadPayload("clientKey missing or malformed")
     if body.get("eventType") != event_type:
         raise BadPayload("eventType does not match the route")
-    key = _text(body.get("key"), 80)
+    key = short_text(body.get("key"), 80)
     if key is None:
         raise BadPayload("key missing")
     base_url = _http_url(body.get("baseUrl"))
@@ -156,7 +158,7 @@ def lifecycle_body(body: Mapping[str, Any], *, event_type: str) -> LifecycleBody
         key=key,
         base_url=base_url,
         display_url=_http_url(body.get("displayUrl")),
-        oauth_client_id=_text(body.get("oauthClientId")),
+        oauth_client_id=short_text(body.get("oauthClientId")),
         shared_secret=secret,
     )
 
@@ -188,7 +190,7 @@ class WebhookDelivery:
         )
 
 
-def _issue(value: object) -> dict[str, Any]:
+def issue_data(value: object) -> dict[str, Any]:
     issue = _obj(value)
     issue_id = _ident(issue.get("id"))
     if issue_id is None:
@@ -199,12 +201,12 @@ def _issue(value: object) -> dict[str, Any]:
     key = issue.get("key")
     parent_key = parent.get("key")
     project_key = project.get("key")
-    return _pruned(
+    return pruned(
         {
             "id": issue_id,
             "key": key if isinstance(key, str) and _ISSUE_KEY.match(key) else None,
             "projectId": _ident(project.get("id")),
-            "projectKey": _text(project_key, 255),
+            "projectKey": short_text(project_key, 255),
             "issueTypeId": _ident(_obj(fields.get("issuetype")).get("id")),
             "statusId": _ident(_obj(fields.get("status")).get("id")),
             "priorityId": _ident(_obj(fields.get("priority")).get("id")),
@@ -214,27 +216,27 @@ def _issue(value: object) -> dict[str, Any]:
             "parentKey": parent_key
             if isinstance(parent_key, str) and _ISSUE_KEY.match(parent_key)
             else None,
-            "assigneeAccountId": _account(fields.get("assignee")),
-            "reporterAccountId": _account(fields.get("reporter")),
-            "created": _text(fields.get("created"), 64),
-            "updated": _text(fields.get("updated"), 64),
+            "assigneeAccountId": account_id(fields.get("assignee")),
+            "reporterAccountId": account_id(fields.get("reporter")),
+            "created": short_text(fields.get("created"), 64),
+            "updated": short_text(fields.get("updated"), 64),
         }
     )
 
 
-def _changelog(value: object) -> dict[str, Any] | None:
+def changelog_data(value: object) -> dict[str, Any] | None:
     changelog = _obj(value)
     raw_items = changelog.get("items")
     if not changelog or not isinstance(raw_items, list):
         return None
     items = [
-        _pruned(
+        pruned(
             {
-                "field": _text(item.get("field")),
-                "fieldId": _text(item.get("fieldId")),
-                "fieldtype": _text(item.get("fieldtype"), 64),
-                "from": _text(item.get("from"), 1024),
-                "to": _text(item.get("to"), 1024),
+                "field": short_text(item.get("field")),
+                "fieldId": short_text(item.get("fieldId")),
+                "fieldtype": short_text(item.get("fieldtype"), 64),
+                "from": short_text(item.get("from"), 1024),
+                "to": short_text(item.get("to"), 1024),
             }
         )
         for item in (_obj(i) for i in raw_items[:MAX_CHANGELOG_ITEMS])
@@ -242,25 +244,25 @@ def _changelog(value: object) -> dict[str, Any] | None:
     return {"id": _ident(changelog.get("id")), "items": [i for i in items if i]}
 
 
-def _comment(value: object) -> dict[str, Any] | None:
+def comment_data(value: object) -> dict[str, Any] | None:
     comment = _obj(value)
     comment_id = _ident(comment.get("id"))
     if comment_id is None:
         return None
     visibility = _obj(comment.get("visibility"))
     jsd_public = comment.get("jsdPublic")
-    return _pruned(
+    return pruned(
         {
             "id": comment_id,
-            "authorAccountId": _account(comment.get("author")),
-            "updateAuthorAccountId": _account(comment.get("updateAuthor")),
-            "created": _text(comment.get("created"), 64),
-            "updated": _text(comment.get("updated"), 64),
+            "authorAccountId": account_id(comment.get("author")),
+            "updateAuthorAccountId": account_id(comment.get("updateAuthor")),
+            "created": short_text(comment.get("created"), 64),
+            "updated": short_text(comment.get("updated"), 64),
             "jsdPublic": jsd_public if isinstance(jsd_public, bool) else None,
-            "visibility": _pruned(
+            "visibility": pruned(
                 {
-                    "type": _text(visibility.get("type"), 32),
-                    "value": _text(visibility.get("value") or visibility.get("identifier")),
+                    "type": short_text(visibility.get("type"), 32),
+                    "value": short_text(visibility.get("value") or visibility.get("identifier")),
                 }
             )
             or None,
@@ -277,24 +279,14 @@ def webhook_data(
     data: dict[str, Any] = {
         "clientKey": client_key,
         "event": event,
-        "issueEventTypeName": _text(body.get("issue_event_type_name"), 64),
+        "issueEventTypeName": short_text(body.get("issue_event_type_name"), 64),
         "timestamp": _int(body.get("timestamp")),
-        "actorAccountId": _account(body.get("user")),
-        "delivery": _pruned(
+        "actorAccountId": account_id(body.get("user")),
+        "delivery": pruned(
             {"identifier": delivery.identifier, "retry": delivery.retry, "flow": delivery.flow}
         ),
-        "issue": _issue(body.get("issue")),
-        "changelog": _changelog(body.get("changelog")),
-        "comment": _comment(body.get("comment")),
+        "issue": issue_data(body.get("issue")),
+        "changelog": changelog_data(body.get("changelog")),
+        "comment": comment_data(body.get("comment")),
     }
-    return _pruned(data)
-
-
-# The same readers serve Forge's product events, whose issue/changelog/comment objects have
-# the shapes of Jira's REST resources, as the Connect webhook bodies do.
-issue_data = _issue
-changelog_data = _changelog
-comment_data = _comment
-account_id = _account
-pruned = _pruned
-short_text = _text
+    return pruned(data)

@@ -42,9 +42,8 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -392,29 +391,6 @@ async def _publish(request: web.Request, envelope: Envelope) -> web.Response:
     return web.Response(status=204)
 
 
-def _envelope(
-    *,
-    event_type: str,
-    event_id: str,
-    data: Mapping[str, Any],
-    client_key: str,
-    session_key: str,
-    now: float,
-    subject: str | None = None,
-) -> Envelope:
-    return Envelope(
-        id=event_id,
-        source=events.SOURCE,
-        type=event_type,
-        data=data,
-        time=datetime.fromtimestamp(now, UTC),
-        subject=subject,
-        tenant=client_key,
-        session_key=session_key,
-        schema_version=events.SCHEMA_VERSIONS[event_type],
-    )
-
-
 def _digest(*parts: bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -486,7 +462,7 @@ def lifecycle(event_type: str) -> Handler:
             event_type,
             _digest(verified.token.encode(), verified.body),
         )
-        envelope = _envelope(
+        envelope = events.jira_event(
             event_type=_LIFECYCLE_TYPES[event_type],
             event_id=event_id,
             data=data,
@@ -526,7 +502,7 @@ def webhook(event: str) -> Handler:
             event_id = deterministic_id("jira-webhook", client_key, event, delivery.identifier)
         else:
             event_id = deterministic_id("jira-webhook-body", client_key, _digest(verified.body))
-        envelope = _envelope(
+        envelope = events.jira_event(
             event_type=events.JIRA_WEBHOOK,
             event_id=event_id,
             data=data,
