@@ -325,6 +325,21 @@ class TestConfiguredPipeline:
             "service": "gateway",
         }
 
+    def test_timestamps_follow_the_clock_across_seconds(self, sio: io.StringIO) -> None:
+        """The date and time of a second are formatted once; each line still gets its own."""
+        clock = ManualClock(start=1_700_000_000.999999)
+        configure_logging(service="gateway", fmt="json", stream=sio, clock=clock)
+        log = structlog.get_logger("dfj.test")
+        for step in (0.0, 0.000001, 0.5, 86_400.0):
+            clock.advance(step)
+            log.info("tick")
+        assert [line["timestamp"] for line in _lines(sio)] == [
+            "2023-11-14T22:13:20.999999Z",
+            "2023-11-14T22:13:21.000000Z",
+            "2023-11-14T22:13:21.500000Z",
+            "2023-11-15T22:13:21.500000Z",
+        ]
+
     # Raw secrets go in on purpose; pytest's own log capture sees them before our formatter.
     @pytest.mark.leaks_allowed
     def test_structlog_and_stdlib_are_redacted(self, sio: io.StringIO) -> None:

@@ -43,6 +43,7 @@ from dfj_common._redact import (
     EMAIL,
     PLACEHOLDERS,
     REDACTED,
+    KeyKind,
     classify_key,
     redact_keyed,
     redact_mapping,
@@ -103,32 +104,42 @@ def redact_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDic
     place this after ``format_exc_info``/``dict_tracebacks`` so tracebacks are redacted too.
     """
     try:
-        out: EventDict = {}
         # A structlog event was redacted before it became a record; at the formatter only what
-        # was added since (a rendered traceback) needs a look. Stdlib records get the full pass.
+        # was added since (a rendered traceback) needs a look. The dict is the formatter's own
+        # copy (or, on the direct path, the first pass's), so it is changed in place.
         if event_dict.get(_REDACTED_MARK) is True:
-            for key, value in event_dict.items():
-                if key in _ADDED_AT_FORMAT:
-                    out[key] = _field(key, value)
-                elif key != _REDACTED_MARK:
-                    out[key] = value
-            return out
+            del event_dict[_REDACTED_MARK]
+            for key in _ADDED_AT_FORMAT:
+                if key in event_dict:
+                    event_dict[key] = _field(key, event_dict[key])
+            return event_dict
+        out: EventDict = {}
         for key, value in event_dict.items():
             if key in _UNJUDGED or key.startswith("_"):
                 out[key] = value
-            elif key == "event":
+                continue
+            if key == "event":
                 out[key] = redact_value(value)
+                continue
+            clean, judged = _judge_key(key)
+            # The shapes of almost every field (text, numbers, None) inline; the rest (and
+            # anything under a key that names what it holds) as ``redact_keyed`` decides.
+            kind = type(value)
+            if judged is None and (kind is int or kind is float or kind is bool or value is None):
+                out[clean] = value
+            elif judged is None and kind is str:
+                out[clean] = redact_text(value)
             else:
-                out[_clean_key(key)] = _field(key, value)
+                out[clean] = _field(key, value)
         return out
     except Exception:
         return {"event": "[log event could not be redacted]"}
 
 
 @functools.lru_cache(maxsize=4096)
-def _clean_key(key: str) -> str:
-    # Field names repeat from line to line; each is scrubbed once.
-    return redact_text(key)
+def _judge_key(key: str) -> tuple[str, KeyKind | None]:
+    # Field names repeat from line to line; each is scrubbed and judged once.
+    return redact_text(key), classify_key(key)
 
 
 def _field(key: str, value: object) -> object:
@@ -282,10 +293,18 @@ class _Timestamper:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+        # The last whole second seen and its formatted date and time, as one tuple (threads
+        # log too): a busy service logs many lines a second, and only the microseconds differ.
+        self._second: tuple[int, str] = (-1, "")
 
     def __call__(self, _logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-        when = datetime.fromtimestamp(self._clock.now(), UTC)
-        event_dict["timestamp"] = when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        micros = round(self._clock.now() * 1_000_000)
+        second, fraction = divmod(micros, 1_000_000)
+        seen, prefix = self._second
+        if second != seen:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = (second, prefix)
+        event_dict["timestamp"] = f"{prefix}.{fraction:06d}Z"
         return event_dict
 
 

@@ -100,3 +100,64 @@ async def test_close_commits_what_was_queued(tmp_path: Path) -> None:
     assert stored(opened.path) == 5
     with pytest.raises(BusError):
         await opened.publish(QUEUE, message(9))
+
+
+async def test_a_publish_within_a_deadline_is_dropped_unwritten_when_the_file_stays_locked(
+    bus: LocalBus,
+) -> None:
+    """TimeoutError from the local bus means the message was not published, then or later."""
+    other = sqlite3.connect(bus.path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        patient = asyncio.ensure_future(bus.publish(QUEUE, message(1)))
+        with pytest.raises(TimeoutError):
+            await bus.publish_within(QUEUE, message(2), 0.05)
+        assert not patient.done()  # a publish without a deadline keeps waiting
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await asyncio.wait_for(patient, 2.0)
+    with sqlite3.connect(bus.path) as conn:
+        ids = [row[0] for row in conn.execute("SELECT message_id FROM messages")]
+    assert ids == ["m-1"]
+    # The dropped id was never remembered: published again, it is not taken for a duplicate.
+    await bus.publish_within(QUEUE, message(2), 1.0)
+    assert stored(bus.path) == 2
+
+
+async def test_a_publish_within_a_deadline_on_a_free_file_is_committed(bus: LocalBus) -> None:
+    await asyncio.gather(*(bus.publish_within(QUEUE, message(n), 1.0) for n in range(10)))
+    assert stored(bus.path) == 10
+
+
+def wal_pages(path: Path) -> int:
+    """The WAL file's length in pages (it keeps its high-water length after a restart)."""
+    return path.with_name(path.name + "-wal").stat().st_size // 4096
+
+
+async def test_the_wal_is_rewound_under_sustained_publishing(tmp_path: Path) -> None:
+    """Commits that never pause would grow the WAL without bound; it is restarted instead.
+
+    A passive checkpoint racing a writer that never stops rarely catches the WAL's end, and
+    SQLite rewinds only a WAL that was wholly copied; past the threshold a RESTART checkpoint
+    does it. The file's length is its high-water mark, so it shows whether it was rewound.
+    """
+    path = tmp_path / "bus.sqlite"
+    opened = await LocalBus.open(
+        path, topology=TOPOLOGY, wal_restart_frames=64, checkpoint_period=0.05
+    )
+    written = 0
+    try:
+        loop = asyncio.get_running_loop()
+        body = b"x" * 1500  # about one page a message: the WAL grows fast
+        end = loop.time() + 1.5
+        while loop.time() < end:
+            batch = [OutgoingMessage(body=body, message_id=f"m-{written + n}") for n in range(20)]
+            await asyncio.gather(*(opened.publish(QUEUE, m) for m in batch))
+            written += len(batch)
+        longest = wal_pages(path)
+    finally:
+        await opened.close()
+    assert written > 2000
+    # Each message wrote a page or more (row, index and dedupe entries, in 20-message commits).
+    assert longest < written / 4

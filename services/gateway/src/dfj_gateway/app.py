@@ -61,7 +61,7 @@ def create_app(
     environ: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The gateway's app; whatever is passed in is owned (and closed) by the caller."""
-    app = web.Application(client_max_size=DEFAULT_BODY_LIMIT, middlewares=[error_middleware])
+    app = web.Application(client_max_size=DEFAULT_BODY_LIMIT, middlewares=[error_middleware()])
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     if bus is not None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -555,6 +558,35 @@ async def test_publish_failure_is_503(gateway: Harness) -> None:
     await gateway.bus.close()
     response = await gateway.post(gateway.factory.slash(subcommand="search"))
     assert response.status == 503
+
+
+async def test_publish_past_its_deadline_is_503_and_never_published(
+    start_gateway: HarnessFactory, make_environ: Callable[..., dict[str, str]]
+) -> None:
+    """A bus file locked past the publish timeout: 503 in time, and no late event after.
+
+    Discord shows "interaction failed" for the 503; an event published later anyway would
+    make a worker answer a follow-up nobody waits for. The same interaction, sent again once
+    the bus is free, is accepted (the refused one was not remembered as seen).
+    """
+    gateway = await start_gateway(environ=make_environ(DFJ_GATEWAY_PUBLISH_TIMEOUT_SECONDS="0.2"))
+    body = gateway.factory.slash(subcommand="search")
+    other = sqlite3.connect(gateway.bus.path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing, and keeps at it
+    try:
+        started = time.monotonic()
+        response = await gateway.post(body)
+        assert response.status == 503
+        assert await response.json() == {"error": "temporarily unavailable"}
+        assert time.monotonic() - started < 2.0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await asyncio.sleep(0.1)  # a publish still queued would be committed by now
+    assert await gateway.published() == 0
+    assert (await gateway.post(body)).status == 200
+    [event] = await gateway.take(JIRA_COMMANDS)
+    assert event.data["interaction_id"] == body["id"]
 
 
 async def test_interaction_token_never_logged(

@@ -22,6 +22,7 @@ Semantics (proved for each backend by the contract suite in ``libs/common/tests/
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -204,15 +205,32 @@ class Bus(abc.ABC):
     async def close(self) -> None:
         """Release connections and background tasks."""
 
-    async def publish_envelope(self, queue: str, envelope: Envelope) -> None:
-        """Publish one CloudEvent with its id and session key.
+    async def publish_within(self, queue: str, message: OutgoingMessage, timeout: float) -> None:
+        """:meth:`publish`, or :class:`TimeoutError` once ``timeout`` seconds have passed.
+
+        For a caller with a deadline of its own (Discord waits 3 seconds for an answer). Here
+        the wait is cut short; whether the message went out anyway is unknown. A bus that can
+        tell does better: the local bus drops a publish it has not yet written, so its
+        ``TimeoutError`` means nothing was published.
+        """
+        async with asyncio.timeout(timeout):
+            await self.publish(queue, message)
+
+    async def publish_envelope(
+        self, queue: str, envelope: Envelope, *, timeout: float | None = None
+    ) -> None:
+        """Publish one CloudEvent with its id and session key (within ``timeout``, if given).
 
         Unless the envelope already carries trace context, the current span's ``traceparent``
         is stamped on it, so the consumer's span continues this trace.
         """
         if envelope.traceparent is None:
             envelope = telemetry.inject(envelope)
-        await self.publish(queue, OutgoingMessage.from_envelope(envelope))
+        message = OutgoingMessage.from_envelope(envelope)
+        if timeout is None:
+            await self.publish(queue, message)
+        else:
+            await self.publish_within(queue, message, timeout)
 
     async def __aenter__(self) -> Bus:
         return self

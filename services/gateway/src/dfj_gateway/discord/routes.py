@@ -20,7 +20,6 @@ reads; the jira-worker writes drafts and caches, the linker writes links and con
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -342,8 +341,9 @@ async def _publish(
     )
     note(request, tenant=tenant, event_id=envelope.id, queue=action.queue)
     try:
-        async with asyncio.timeout(state.settings.gateway_publish_timeout_seconds):
-            await request.app[BUS].publish_envelope(action.queue, envelope)
+        await request.app[BUS].publish_envelope(
+            action.queue, envelope, timeout=state.settings.gateway_publish_timeout_seconds
+        )
     except (TimeoutError, DfjError, OSError) as exc:
         if interaction.id is not None:
             state.replay.forget(interaction.id)
