@@ -16,6 +16,7 @@ import pytest
 
 from dfj_common.bus import OutgoingMessage, QueueSpec
 from dfj_common.bus.local import LocalBus
+from dfj_common.clock import ManualClock
 from dfj_common.errors import BusError
 
 QUEUE = "plain"
@@ -161,3 +162,25 @@ async def test_the_wal_is_rewound_under_sustained_publishing(tmp_path: Path) -> 
     assert written > 2000
     # Each message wrote a page or more (row, index and dedupe entries, in 20-message commits).
     assert longest < written / 4
+
+
+async def test_an_id_is_a_duplicate_within_its_window_and_new_after_it(tmp_path: Path) -> None:
+    """A dropped duplicate does not refresh the window; once it expires the id is new again."""
+    clock = ManualClock(start=1_700_000_000.0)
+    spec = QueueSpec(name=QUEUE, sessions=False, max_deliveries=3, duplicate_window=60.0)
+    opened = await LocalBus.open(
+        tmp_path / "bus.sqlite", topology=MappingProxyType({QUEUE: spec}), clock=clock
+    )
+    try:
+        await opened.publish(QUEUE, message(1))
+        clock.advance(59.0)
+        await opened.publish(QUEUE, message(1))  # within the window: dropped
+        assert stored(opened.path) == 1
+        clock.advance(1.5)  # 60.5 s after the first: its window has passed
+        await asyncio.gather(opened.publish(QUEUE, message(1)), opened.publish(QUEUE, message(2)))
+        assert stored(opened.path) == 3
+        clock.advance(59.0)
+        await opened.publish(QUEUE, message(1))  # within the new window
+        assert stored(opened.path) == 3
+    finally:
+        await opened.close()

@@ -197,6 +197,26 @@ async def test_wrong_content_type_is_415(gateway: Harness) -> None:
     assert await gateway.published() == 0
 
 
+async def test_missing_content_type_is_415(gateway: Harness) -> None:
+    """A signed body without any Content-Type is not taken for JSON either."""
+    raw, signed = gateway.signer.signed(gateway.factory.ping(), timestamp=int(gateway.clock.now()))
+    headers = {k: v for k, v in signed.items() if k.lower() != "content-type"}
+    response = await gateway.client.post(
+        "/discord/interactions", data=raw, headers=headers, skip_auto_headers=("Content-Type",)
+    )
+    assert response.status == 415
+    assert await gateway.published() == 0
+
+
+@pytest.mark.parametrize("value", ["Application/JSON", "application/json; charset=utf-8"])
+async def test_json_content_type_in_any_case_with_parameters_is_accepted(
+    gateway: Harness, value: str
+) -> None:
+    response = await gateway.post(gateway.factory.ping(), headers={"Content-Type": value})
+    assert response.status == 200
+    assert await response.json() == {"type": 1}
+
+
 @pytest.mark.parametrize(
     "raw",
     [

@@ -440,21 +440,35 @@ class LocalBus(Bus):
         """
         fresh: list[tuple[int, QueueSpec, OutgoingMessage, float]] = []
         seen: set[tuple[str, str]] = set()
+        remembered: list[tuple[str, str, float]] = []
         for index, ins in enumerate(inserts):
+            window = ins.spec.duplicate_window
             for m in ins.messages:
-                key = (ins.spec.name, m.message_id)
-                if ins.spec.duplicate_window > 0:
+                if window > 0:
+                    key = (ins.spec.name, m.message_id)
                     if key in seen:
                         continue  # the same id twice in one batch: the first one wins
                     seen.add(key)
+                    remembered.append((*key, now + window))
                 fresh.append((index, ins.spec, m, now if ins.at is None else max(ins.at, now)))
-        known = _recent_ids(conn, now, seen)
+        # One statement both remembers the ids and tells which are new: an id still within
+        # its window is left alone (not returned), one never seen or expired is (re)written.
+        new_ids = {
+            (queue, message_id)
+            for queue, message_id in _insert_rows(
+                conn,
+                "INSERT INTO dedupe (queue, message_id, expires_at) VALUES ",
+                remembered,
+                " ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = excluded.expires_at"
+                " WHERE dedupe.expires_at <= ? RETURNING queue, message_id",
+                (now,),
+            )
+        }
         rows_now: list[tuple[Any, ...]] = []
         rows_later: list[tuple[Any, ...]] = []
-        remembered: list[tuple[str, str, float]] = []
         counts = [0] * len(inserts)
         for index, spec, m, available_at in fresh:
-            if (spec.name, m.message_id) in known:
+            if spec.duplicate_window > 0 and (spec.name, m.message_id) not in new_ids:
                 continue  # seen within the window: drop, as Service Bus does
             row = (
                 spec.name,
@@ -469,8 +483,6 @@ class LocalBus(Bus):
                 counts[index] += 1
             else:
                 rows_later.append((*row, available_at))
-            if spec.duplicate_window > 0:
-                remembered.append((spec.name, m.message_id, now + spec.duplicate_window))
         _insert_rows(
             conn,
             "INSERT INTO messages (queue, message_id, session_id, body, properties,"
@@ -482,12 +494,6 @@ class LocalBus(Bus):
             "INSERT INTO scheduled (queue, message_id, session_id, body, properties,"
             " content_type, due_at) VALUES ",
             rows_later,
-        )
-        _insert_rows(
-            conn,
-            "INSERT INTO dedupe (queue, message_id, expires_at) VALUES ",
-            remembered,
-            " ON CONFLICT (queue, message_id) DO UPDATE SET expires_at = excluded.expires_at",
         )
         return counts
 
@@ -764,42 +770,23 @@ def _insert_rows(
     head: str,
     rows: Sequence[tuple[Any, ...]],
     tail: str = "",
-) -> None:
-    """Insert ``rows`` with multi-row VALUES statements.
+    tail_params: tuple[Any, ...] = (),
+) -> list[Any]:
+    """Insert ``rows`` with multi-row VALUES statements; what a ``RETURNING`` tail returns.
 
     ``executemany`` steps once per row, and every step hands the GIL to the event loop and back;
     one statement for a hundred rows is one hand-off.
     """
+    returned: list[Any] = []
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
         chunk = rows[start : start + _ROWS_PER_STATEMENT]
         one = "(" + ",".join("?" * len(chunk[0])) + ")"
-        conn.execute(
+        cursor = conn.execute(
             head + ",".join([one] * len(chunk)) + tail,
-            [value for row in chunk for value in row],
+            [*(value for row in chunk for value in row), *tail_params],
         )
-
-
-def _recent_ids(
-    conn: sqlite3.Connection, now: float, keys: set[tuple[str, str]]
-) -> set[tuple[str, str]]:
-    """Which (queue, message id) pairs were published within their dedupe window."""
-    found: set[tuple[str, str]] = set()
-    by_queue: dict[str, list[str]] = {}
-    for queue, message_id in keys:
-        by_queue.setdefault(queue, []).append(message_id)
-    for queue, ids in by_queue.items():
-        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit, with room
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                (queue, row[0])
-                for row in conn.execute(
-                    "SELECT message_id FROM dedupe WHERE queue = ? AND expires_at > ?"  # noqa: S608
-                    f" AND message_id IN ({marks})",
-                    (queue, now, *chunk),
-                )
-            )
-    return found
+        returned.extend(cursor.fetchall())
+    return returned
 
 
 def _checkpoint(conn: sqlite3.Connection, restart_frames: int) -> None:

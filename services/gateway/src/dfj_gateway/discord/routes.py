@@ -52,7 +52,7 @@ from dfj_gateway.discord.verify import (
 )
 from dfj_gateway.lookups import ReadCache
 from dfj_gateway.middleware import json_error, note
-from dfj_gateway.reads import TooLarge, bounded, read_capped
+from dfj_gateway.reads import TooLarge, bounded, has_content_type, read_capped
 from dfj_gateway.settings import GatewaySettings
 
 __all__ = ["DISCORD", "INTERACTIONS_PATH", "DiscordState", "setup_discord_routes"]
@@ -195,7 +195,7 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
     stale = state.verifier.freshness(timestamp)
     if stale is not None:
         raise _Refused(401, _UNAUTHORIZED, str(stale))
-    if request.content_type != "application/json":
+    if not has_content_type(request, "application/json"):
         raise _Refused(415, "expected application/json", "content type is not JSON")
     try:
         obj = orjson.loads(body)
@@ -338,6 +338,7 @@ async def _publish(
         tenant=tenant,
         now=request.app[CLOCK].now(),
         application_id=request.app[SETTINGS].discord_application_id,
+        detail=action.detail,
     )
     note(request, tenant=tenant, event_id=envelope.id, queue=action.queue)
     try:
