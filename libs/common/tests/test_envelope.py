@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dfj_common.envelope import Envelope, deterministic_id
+from dfj_common.envelope import Envelope, deterministic_id, ordered_id
 from dfj_common.errors import MalformedMessage
 
 
@@ -93,3 +93,29 @@ def test_deterministic_id_is_rfc4122_uuid5(parts: tuple[str, ...]) -> None:
     expected = uuid.uuid5(_NAMESPACE, "\x1f".join(parts))
     assert deterministic_id(*parts) == str(expected)
     assert uuid.UUID(deterministic_id(*parts)).version == 5
+
+
+def test_ordered_id_is_a_stable_version_8_uuid_led_by_its_time() -> None:
+    """Same inputs, same id; a valid RFC 9562 version 8 UUID; the first 48 bits are the time."""
+    millis = 1_733_300_000_123
+    made = ordered_id(millis, "discord-interaction", "1300000000000000001")
+    assert made == ordered_id(millis, "discord-interaction", "1300000000000000001")
+    parsed = uuid.UUID(made)
+    assert (parsed.version, parsed.variant) == (8, uuid.RFC_4122)
+    assert parsed.int >> 80 == millis
+    assert made != ordered_id(millis, "discord-interaction", "1300000000000000002")
+    # The hash part is deterministic_id's: other parts, other bits after the time.
+    assert ordered_id(millis, "a")[14:] != ordered_id(millis, "b")[14:]
+
+
+def test_ordered_ids_sort_by_time_whatever_the_parts() -> None:
+    ids = [ordered_id(1_700_000_000_000 + step, f"part-{-step}") for step in range(0, 5000, 7)]
+    assert ids == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    ("millis", "parts"), [(-1, ("a",)), (1 << 48, ("a",)), (0, ()), (0, ("a", ""))]
+)
+def test_ordered_id_refuses_what_it_cannot_encode(millis: int, parts: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError):
+        ordered_id(millis, *parts)

@@ -27,6 +27,7 @@ from dfj_common.logging import (
     bound_message_context,
     clear_context,
     configure_logging,
+    hot_logger,
     redact_event_dict,
     redact_text,
     redact_value,
@@ -421,6 +422,82 @@ class TestConfiguredPipeline:
         assert direct == sio.getvalue()
         assert direct.count("\n") >= 2 and "rejected Bot" in direct
         assert find_leaks(direct, KNOWN) == []
+
+    @pytest.mark.leaks_allowed
+    @pytest.mark.parametrize("fmt", ["json", "console"])
+    def test_a_hot_logger_writes_the_line_structlog_writes(
+        self, sio: io.StringIO, fmt: str
+    ) -> None:
+        """A hot logger's line is structlog's, byte for byte: alone on the root, and through
+        the standard library when something else listens (then a record is seen, too)."""
+        clock = ManualClock(start=1_700_000_000.5)
+        configure_logging(service="w", fmt=fmt, stream=sio, clock=clock)  # type: ignore[arg-type]
+        root = logging.getLogger()
+        others = [h for h in root.handlers if h.get_name() != "dfj-structlog"]
+        records: list[logging.LogRecord] = []
+
+        class Count(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                records.append(record)
+
+        def fields() -> dict[str, object]:
+            return {"route": "/x", "user": EMAIL_ADDRESS, "token": BOT_TOKEN, "n": 3, "ok": None}
+
+        hot = hot_logger("dfj.test.hot")
+        lines: list[str] = []
+        with bound_message_context(event_id="ev-1"):
+            for handler in others:
+                root.removeHandler(handler)
+            try:
+                structlog.get_logger("dfj.test.hot").info("request", **fields())
+                lines.append(sio.getvalue())
+                sio.seek(0)
+                sio.truncate()
+                real, hot._structlog = hot._structlog, None  # alone, structlog is not asked
+                try:
+                    hot.info("request", **fields())
+                finally:
+                    hot._structlog = real
+                lines.append(sio.getvalue())
+                sio.seek(0)
+                sio.truncate()
+            finally:
+                for handler in others:
+                    root.addHandler(handler)
+            counter = Count()
+            root.addHandler(counter)
+            try:
+                hot.info("request", **fields())
+            finally:
+                root.removeHandler(counter)
+        assert len(records) == 1  # the third time, the stdlib route ran
+        lines.append(sio.getvalue())
+        assert lines[0] == lines[1] == lines[2]
+        assert "ev-1" in lines[0] and "/x" in lines[0]
+        assert find_leaks(lines[0], KNOWN) == []
+
+    def test_a_hot_logger_honours_levels_and_hands_exceptions_to_structlog(
+        self, sio: io.StringIO
+    ) -> None:
+        configure_logging(service="w", level="warning", fmt="json", stream=sio)
+        root = logging.getLogger()
+        others = [h for h in root.handlers if h.get_name() != "dfj-structlog"]
+        hot = hot_logger("dfj.test.hot")
+        for handler in others:
+            root.removeHandler(handler)
+        try:
+            hot.info("below the level")
+            hot.warning("kept", n=1)
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                hot.exception("failed", route="/x")
+        finally:
+            for handler in others:
+                root.addHandler(handler)
+        kept, failed = _lines(sio)
+        assert (kept["event"], kept["level"], kept["n"]) == ("kept", "warning", 1)
+        assert failed["event"] == "failed" and "ValueError" in json.dumps(failed["exception"])
 
     def test_other_root_handlers_see_our_events_redacted(self, sio: io.StringIO) -> None:
         """A second handler on the root logger gets our events already redacted."""

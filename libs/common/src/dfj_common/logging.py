@@ -61,6 +61,7 @@ __all__ = [
     "bound_message_context",
     "clear_context",
     "configure_logging",
+    "hot_logger",
     "redact_event_dict",
     "redact_mapping",
     "redact_text",
@@ -241,8 +242,12 @@ def configure_logging(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         processors=final,
     )
-    handler = logging.StreamHandler(out)
-    direct = _DirectWriter(handler, final[1:])  # the same chain, minus the record bookkeeping
+    handler = _RootHandler(out)
+    # The same chain, minus the record bookkeeping; and, for hot loggers, the whole pipeline
+    # minus the steps that do nothing to a plain event (level filter, positional arguments,
+    # stack and exception rendering, the second redaction pass).
+    direct = _DirectWriter(handler, final[1:], hot=[*shared, redact_event_dict], renderer=renderer)
+    handler.direct = direct
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(formatter)
 
@@ -329,6 +334,12 @@ def _dumps(obj: Any, **_kw: Any) -> str:
     return orjson.dumps(obj, default=_json_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+class _RootHandler(logging.StreamHandler[TextIO]):
+    """The root handler :func:`configure_logging` installs; hot loggers find its writer here."""
+
+    direct: _DirectWriter | None = None
+
+
 class _DirectWriter:
     """The last structlog processor: render our own event and write it, when nobody else listens.
 
@@ -340,25 +351,52 @@ class _DirectWriter:
     every listener still sees it.
     """
 
-    def __init__(self, handler: logging.StreamHandler[TextIO], chain: list[Processor]) -> None:
+    def __init__(
+        self,
+        handler: logging.StreamHandler[TextIO],
+        chain: list[Processor],
+        *,
+        hot: list[Processor],
+        renderer: Processor,
+    ) -> None:
         self._handler = handler
         self._chain = chain
+        self._hot = hot
+        self._renderer = renderer
+
+    def alone(self, logger: object) -> bool:
+        """Whether our handler is the only one that would see ``logger``'s events."""
+        handlers = logging.root.handlers
+        return (
+            len(handlers) == 1
+            and handlers[0] is self._handler
+            and not getattr(logger, "handlers", None)
+        )
 
     def __call__(
         self, logger: WrappedLogger, method: str, event_dict: EventDict
     ) -> tuple[tuple[EventDict], dict[str, dict[str, Any]]]:
-        handlers = logging.root.handlers
-        if (
-            len(handlers) != 1
-            or handlers[0] is not self._handler
-            or getattr(logger, "handlers", None)
-        ):
+        if not self.alone(logger):
             return structlog.stdlib.ProcessorFormatter.wrap_for_formatter(
                 logger, method, event_dict
             )
         rendered: Any = event_dict
         for processor in self._chain:
             rendered = processor(logger, method, rendered)
+        self._write(rendered)
+        raise structlog.DropEvent
+
+    def write_hot(
+        self, logger: logging.Logger, method: str, event: str, fields: dict[str, Any]
+    ) -> None:
+        """Render and write a plain event (no exception, no positional arguments) directly."""
+        event_dict: Any = fields
+        event_dict["event"] = event
+        for processor in self._hot:
+            event_dict = processor(logger, method, event_dict)
+        self._write(self._renderer(logger, method, event_dict))
+
+    def _write(self, rendered: object) -> None:
         handler = self._handler
         with handler.lock or contextlib.nullcontext():
             try:
@@ -369,7 +407,47 @@ class _DirectWriter:
                 ValueError,
             ):  # a closed or broken stream: drop the line, as logging does
                 pass
-        raise structlog.DropEvent
+
+
+class HotLogger:
+    """A logger for a line written very often (the gateway's one per request).
+
+    ``info`` writes the very line structlog would (same processors, same redaction), minus
+    structlog's wrapper and the steps that do nothing to a plain event: about half the cost.
+    It takes that path only where :class:`_DirectWriter` would write directly (our handler
+    alone on the root) and the event is plain; otherwise, and for every other level, it is
+    the structlog logger of the same name.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._stdlib = logging.getLogger(name)
+        self._structlog = structlog.get_logger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        handlers = logging.root.handlers
+        direct = getattr(handlers[0], "direct", None) if len(handlers) == 1 else None
+        if (
+            isinstance(direct, _DirectWriter)
+            and direct.alone(self._stdlib)
+            and "exc_info" not in fields
+            and "stack_info" not in fields
+        ):
+            if self._stdlib.isEnabledFor(logging.INFO):
+                direct.write_hot(self._stdlib, "info", event, fields)
+            return
+        self._structlog.info(event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._structlog.warning(event, **fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._structlog.exception(event, **fields)
+
+
+def hot_logger(name: str) -> HotLogger:
+    """A :class:`HotLogger` for ``name``: keep it (one per app or service), do not make one
+    per line."""
+    return HotLogger(name)
 
 
 def _json_default(value: object) -> object:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from dfj_common.logging import hot_logger
+
 __all__ = ["error_middleware", "note"]
 
-_log: Final = structlog.get_logger("dfj.gateway.http")
 _NOTES: Final = web.RequestKey("dfj_log_notes", dict[str, Any])
 
 
@@ -42,12 +42,10 @@ def json_error(status: int, reason: str) -> web.Response:
 def error_middleware() -> Middleware:
     """The app's outermost middleware: the request's log line, and no 500 for bad input.
 
-    Its logger is bound once, when the app is built, not looked up through structlog's lazy
-    proxy on every request (a few microseconds of a request's budget). A later
-    :func:`~dfj_common.logging.configure_logging` still reaches it: lines then go the standard
-    library's way, through whichever handler is installed.
+    The line goes through a :func:`~dfj_common.logging.hot_logger`, made once per app: the
+    same line as structlog's, at about half the price (it is written for every request).
     """
-    log = _log.bind()
+    log = hot_logger("dfj.gateway.http")
 
     @web.middleware
     async def logged(request: web.Request, handler: Handler) -> web.StreamResponse:

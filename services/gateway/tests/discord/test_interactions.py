@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
 from dfj_common.bus.topology import JIRA_COMMANDS, LINKER
+from dfj_common.envelope import deterministic_id
 from dfj_gateway.discord import interactions as ix
 from dfj_gateway.discord import responses as rs
 from dfj_gateway.events import DISCORD_COMMAND, DISCORD_COMPONENT, DISCORD_MODAL_SUBMIT
@@ -226,6 +228,20 @@ def test_event_data_has_ids_not_people(factory: InteractionFactory) -> None:
         assert private not in raw
     again = ix.build_envelope(interaction, DISCORD_COMMAND, tenant=None, now=0.0)
     assert again.id == envelope.id  # derived from the interaction id: the bus dedupes
+
+
+def test_event_ids_follow_the_snowflakes_time() -> None:
+    """An interaction's event id leads with its snowflake's time (Discord epoch 2015), so ids
+    of later interactions sort after earlier ones; a digit string too large for a snowflake
+    still gets a stable id."""
+    # 175928847299117063 is Discord's documented example: 2016-04-30 11:18:25.796 UTC.
+    made = ix.interaction_event_id("175928847299117063")
+    assert uuid.UUID(made).int >> 80 == 1_462_015_105_796
+    assert made == ix.interaction_event_id("175928847299117063")
+    later = [ix.interaction_event_id(str(1300000000000000000 + (n << 22))) for n in range(50)]
+    assert later == sorted(later)
+    huge = "9" * 32
+    assert ix.interaction_event_id(huge) == deterministic_id("discord-interaction", huge)
 
 
 def test_filter_choices_prefix_first_and_at_most_25() -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from dfj_common.bus.topology import JIRA_COMMANDS, LINKER
 from dfj_common.clock import ManualClock
-from dfj_common.envelope import Envelope, deterministic_id
+from dfj_common.envelope import Envelope
+from dfj_gateway.discord.interactions import interaction_event_id
 from dfj_gateway.events import DISCORD_COMMAND, DISCORD_COMPONENT, DISCORD_MODAL_SUBMIT
 from dfj_sandbox.discord_signing import DiscordSigner, InteractionFactory
 
@@ -267,7 +268,7 @@ async def test_personal_command_is_deferred_ephemeral_to_linker(
     spec_valid("CreateMessageInteractionCallbackRequest", answer)
     [event] = await gateway.take(LINKER)
     assert event.type == DISCORD_COMMAND
-    assert event.id == deterministic_id("discord-interaction", body["id"])
+    assert event.id == interaction_event_id(body["id"])
     assert event.tenant == SITE
     assert event.data["command"]["subcommand"] == "link"
     assert event.data["interaction_id"] == body["id"]
