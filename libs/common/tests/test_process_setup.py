@@ -17,10 +17,13 @@ def test_run_main_runs_on_uvloop() -> None:
     assert issubclass(run_main(which()), uvloop.Loop)
 
 
-def test_settle_heap_freezes_what_is_alive() -> None:
+def test_settle_heap_freezes_what_is_alive_and_collects_less_often() -> None:
     kept = [object() for _ in range(100)]
+    thresholds = gc.get_threshold()
     try:
         settle_heap()
         assert gc.get_freeze_count() >= len(kept)
+        assert gc.get_threshold()[0] >= 10 * 700
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)

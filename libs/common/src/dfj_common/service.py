@@ -43,6 +43,9 @@ _log: Final = structlog.get_logger("dfj.service")
 T = TypeVar("T")
 
 
+_GC_THRESHOLDS: Final = (10_000, 10, 10)
+
+
 def settle_heap() -> None:
     """Call once a process has started: move everything alive now out of the collector's way.
 
@@ -50,9 +53,16 @@ def settle_heap() -> None:
     that is a few hundred thousand of them — SQLAlchemy, OpenTelemetry, the Azure SDKs — and
     each such pass stalled a request for 20-50 ms. Frozen, they are never walked again; only
     what the service allocates while running is.
+
+    Then the collector runs less often: reference counting frees almost everything a request
+    or message allocates, and at the default threshold (a young collection every 700
+    allocations, an older one every tenth) the collector walked the same few live objects
+    again and again — 9 µs of each gateway request at saturation, 4% of its budget. Ten
+    thousand leaves cyclic garbage a few milliseconds longer, a few hundred kilobytes at most.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*_GC_THRESHOLDS)
 
 
 def run_main(main: Coroutine[Any, Any, T]) -> T:
