@@ -119,3 +119,18 @@ def test_ordered_ids_sort_by_time_whatever_the_parts() -> None:
 def test_ordered_id_refuses_what_it_cannot_encode(millis: int, parts: tuple[str, ...]) -> None:
     with pytest.raises(ValueError):
         ordered_id(millis, *parts)
+
+
+def test_encode_writes_utc_times_and_any_mapping_as_data() -> None:
+    from datetime import timedelta, timezone
+    from types import MappingProxyType
+
+    plus_two = datetime(2026, 1, 1, 12, 0, 0, 250_000, tzinfo=timezone(timedelta(hours=2)))
+    envelope = Envelope(
+        id="x", source="s", type="t", time=plus_two, data=MappingProxyType({"a": 1})
+    )
+    obj = json.loads(envelope.encode())
+    assert obj["time"] == "2026-01-01T10:00:00.250000Z"
+    assert obj["data"] == {"a": 1}
+    assert obj == envelope.to_dict() | {"data": {"a": 1}}
+    assert Envelope.decode(envelope.encode()).time == plus_two

@@ -104,16 +104,26 @@ class Envelope:
         return replace(self, traceparent=traceparent, tracestate=tracestate)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.extensions)
+        return self._attributes(dict(self.data))
+
+    def encode(self) -> bytes:
+        """Structured-mode JSON bytes (``application/cloudevents+json``)."""
+        # The data as it is when it is a dict (orjson reads it; nothing keeps the dict made here).
+        data = self.data if type(self.data) is dict else dict(self.data)
+        return orjson.dumps(self._attributes(data), option=orjson.OPT_NON_STR_KEYS)
+
+    def _attributes(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        when = self.time if self.time.tzinfo is UTC else self.time.astimezone(UTC)
+        out: dict[str, Any] = dict(self.extensions) if self.extensions else {}
         out.update(
             specversion=SPEC_VERSION,
             id=self.id,
             source=self.source,
             type=self.type,
-            time=self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            time=when.isoformat().replace("+00:00", "Z"),
             datacontenttype="application/json",
             schemaversion=self.schema_version,
-            data=dict(self.data),
+            data=data,
         )
         for key, value in (
             ("subject", self.subject),
@@ -125,10 +135,6 @@ class Envelope:
             if value is not None:
                 out[key] = value
         return out
-
-    def encode(self) -> bytes:
-        """Structured-mode JSON bytes (``application/cloudevents+json``)."""
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_NON_STR_KEYS)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Envelope:

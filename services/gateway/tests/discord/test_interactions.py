@@ -185,6 +185,10 @@ def test_autocomplete_sources(factory: InteractionFactory) -> None:
         ({"type": 6}, "unknown interaction type"),
         ({"type": 99}, "unknown interaction type"),
         ({"type": 2, "token": "t", "data": {}}, "interaction lacks an id"),
+        ({"type": 2, "id": "1\n", "token": "t", "data": {}}, "interaction lacks an id"),
+        ({"type": 2, "id": "1²", "token": "t", "data": {}}, "interaction lacks an id"),
+        ({"type": 2, "id": "1" * 33, "token": "t", "data": {}}, "interaction lacks an id"),
+        ({"type": 2, "id": "", "token": "t", "data": {}}, "interaction lacks an id"),
         ({"type": 2, "id": "1", "data": {}}, "interaction lacks a token"),
         ({"type": 2, "id": "1", "token": "t"}, "interaction lacks data"),
     ],
@@ -194,6 +198,16 @@ def test_malformed_interactions(body: Any, reason: str) -> None:
     with pytest.raises(ix.MalformedInteraction) as caught:
         ix.parse_interaction(body)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("bad", ["٣٤", "12\n", "1" * 33, "", "-1"])
+def test_ids_that_are_not_snowflakes_are_dropped(factory: InteractionFactory, bad: str) -> None:
+    """A guild or channel id that is not plain ASCII digits is not kept (as if absent)."""
+    body = factory.slash(subcommand="search")
+    body["guild_id"] = body["guild"]["id"] = bad
+    body["channel_id"] = body["channel"]["id"] = bad
+    interaction = ix.parse_interaction(body)
+    assert (interaction.guild_id, interaction.channel_id) == (None, None)
 
 
 def test_publishing_needs_a_user(factory: InteractionFactory) -> None:

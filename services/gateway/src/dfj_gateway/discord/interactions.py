@@ -43,7 +43,6 @@ itself, and the modal it opens submits as ``draft-create:<draft id>``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -125,7 +124,13 @@ _LABEL: Final = 18
 _ACTION_ROW: Final = 1
 _MAX_ID_LEN: Final = 32
 _MAX_TOKEN_LEN: Final = 1024
-_SNOWFLAKE: Final = re.compile(r"^[0-9]{1,32}$")
+
+
+def _is_snowflake(value: str) -> bool:
+    # ASCII digits only (``str.isdigit`` alone takes "²"), no trailing newline (a regex's ``$``
+    # would), and cheaper than a regex: a request checks a dozen ids.
+    return 0 < len(value) <= _MAX_ID_LEN and value.isascii() and value.isdigit()
+
 
 # --- the routing tables -----------------------------------------------------------------------
 
@@ -373,7 +378,7 @@ def _snowflake(obj: Mapping[str, Any] | None, key: str) -> str | None:
     if not isinstance(obj, dict):
         return None
     value = obj.get(key)
-    if isinstance(value, str) and _SNOWFLAKE.match(value):
+    if isinstance(value, str) and _is_snowflake(value):
         return value
     return None
 
@@ -400,7 +405,7 @@ def parse_interaction(obj: Any) -> Interaction:
     raw_id = obj.get("id")
     if kind is InteractionType.PING:
         return Interaction(type=kind, id=raw_id if isinstance(raw_id, str) else None)
-    if not isinstance(raw_id, str) or not _SNOWFLAKE.match(raw_id):
+    if not isinstance(raw_id, str) or not _is_snowflake(raw_id):
         raise MalformedInteraction("interaction lacks an id")
     token = obj.get("token")
     if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_LEN:

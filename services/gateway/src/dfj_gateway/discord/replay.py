@@ -60,6 +60,18 @@ class TtlCache(Generic[V]):
             self._entries.popitem(last=False)
         self._entries[key] = (now + self._ttl, value)
 
+    def add(self, key: str, value: V) -> bool:
+        """Store ``value`` under ``key`` unless a live value is there; True if it was stored."""
+        now = self._clock.monotonic()
+        self._purge(now)
+        entries = self._entries
+        if key in entries:
+            return False
+        while len(entries) >= self._max:
+            entries.popitem(last=False)
+        entries[key] = (now + self._ttl, value)
+        return True
+
     def discard(self, key: str) -> None:
         """Forget ``key``."""
         self._entries.pop(key, None)
@@ -82,10 +94,7 @@ class ReplayGuard:
 
     def first_sight(self, interaction_id: str) -> bool:
         """Record ``interaction_id``; False when it was already recorded (a replay)."""
-        if interaction_id in self._seen:
-            return False
-        self._seen.put(interaction_id, True)
-        return True
+        return self._seen.add(interaction_id, True)
 
     def forget(self, interaction_id: str) -> None:
         """Drop a record (the request was not answered as accepted after all)."""
