@@ -29,6 +29,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from dfj_common.clock import Clock
 from dfj_common.errors import DfjError
 from dfj_common.storage.repositories import (
     CachedValue,
@@ -68,6 +69,8 @@ class DiscordState:
     """What the interactions route keeps on the app: settings, its verifier, the replay guard."""
 
     settings: GatewaySettings
+    clock: Clock
+    application_id: str | None
     verifier: InteractionVerifier | None
     signatures: SignatureChecker | None
     replay: ReplayGuard
@@ -92,6 +95,8 @@ def setup_discord_routes(app: web.Application, *, environ: Mapping[str, str] | N
     signatures = SignatureChecker(verifier.key) if verifier is not None else None
     app[DISCORD] = DiscordState(
         settings=gateway,
+        clock=clock,
+        application_id=settings.discord_application_id,
         verifier=verifier,
         signatures=signatures,
         replay=ReplayGuard(
@@ -190,7 +195,13 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
         raise _Refused(401, _UNAUTHORIZED, str(headers))
     raw_signature, timestamp = headers
     assert state.signatures is not None  # set with the verifier
-    if not await state.signatures.valid(signed_message(timestamp, body), raw_signature):
+    message = signed_message(timestamp, body)
+    valid = (
+        state.signatures.check(message, raw_signature)
+        if state.signatures.inline
+        else await state.signatures.valid(message, raw_signature)
+    )
+    if not valid:
         raise _Refused(401, _UNAUTHORIZED, str(Rejection.BAD_SIGNATURE))
     stale = state.verifier.freshness(timestamp)
     if stale is not None:
@@ -330,14 +341,18 @@ async def _review_draft(
 async def _publish(
     request: web.Request, state: DiscordState, interaction: ix.Interaction, action: ix.Publish
 ) -> web.Response:
-    connection = await _connection(request, interaction.guild_id)
+    guild_id = interaction.guild_id
+    # The cached connection without a coroutine (the hot path); a miss reads the database.
+    cached, connection = state.connections.peek(guild_id) if guild_id else (True, None)
+    if not cached:
+        connection = await _connection(request, guild_id)
     tenant = connection.client_key if connection else None
     envelope = ix.build_envelope(
         interaction,
         action.event_type,
         tenant=tenant,
-        now=request.app[CLOCK].now(),
-        application_id=request.app[SETTINGS].discord_application_id,
+        now=state.clock.now(),
+        application_id=state.application_id,
         detail=action.detail,
     )
     note(request, tenant=tenant, event_id=envelope.id, queue=action.queue)
