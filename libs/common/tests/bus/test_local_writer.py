@@ -184,3 +184,47 @@ async def test_an_id_is_a_duplicate_within_its_window_and_new_after_it(tmp_path:
         assert stored(opened.path) == 3
     finally:
         await opened.close()
+
+
+def dedupe_rows(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM dedupe").fetchone()[0])
+
+
+async def test_expired_dedupe_entries_are_purged_a_bounded_batch_at_a_time(tmp_path: Path) -> None:
+    """Expired entries go by the expiry index, at most a batch per purge, oldest first."""
+    clock = ManualClock(start=1_700_000_000.0)
+    spec = QueueSpec(name=QUEUE, sessions=False, max_deliveries=3, duplicate_window=60.0)
+    opened = await LocalBus.open(
+        tmp_path / "bus.sqlite", topology=MappingProxyType({QUEUE: spec}), clock=clock
+    )
+    try:
+        await opened.publish_batch(QUEUE, [message(n) for n in range(2500)])
+        assert dedupe_rows(opened.path) == 2500
+        clock.advance(61.0)
+        await opened.publish(QUEUE, message(-1))
+        assert dedupe_rows(opened.path) == 2500 - 2000 + 1  # one batch of the oldest went
+        await opened.publish(QUEUE, message(-2))  # too soon for the next purge
+        assert dedupe_rows(opened.path) == 500 + 2
+        clock.advance(0.5)
+        await opened.publish(QUEUE, message(-3))
+        assert dedupe_rows(opened.path) == 3  # only the live entries are left
+    finally:
+        await opened.close()
+
+
+async def test_a_version_2_bus_file_gains_the_expiry_index(tmp_path: Path) -> None:
+    path = tmp_path / "bus.sqlite"
+    opened = await LocalBus.open(path, topology=TOPOLOGY)
+    await opened.publish(QUEUE, message(1))
+    await opened.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP INDEX dedupe_expiry")
+        conn.execute("PRAGMA user_version=2")
+    reopened = await LocalBus.open(path, topology=TOPOLOGY)
+    await reopened.close()
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    assert "dedupe_expiry" in names and version == 3
+    assert stored(path) == 1

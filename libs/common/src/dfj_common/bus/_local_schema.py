@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 # ``available_at`` folds visibility and locking into one column: a message can be claimed when
 # it is active (state 0) and ``available_at`` has passed. Claiming moves it to now + lock
@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS dedupe (
     expires_at REAL NOT NULL,
     PRIMARY KEY (queue, message_id)
 ) WITHOUT ROWID;
+-- Version 3: expired entries are found by time, a few at a time, not by scanning the table.
+CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
 CREATE TABLE IF NOT EXISTS listeners (
     queue      TEXT    NOT NULL,
     address    TEXT    NOT NULL,
