@@ -109,6 +109,12 @@ class InteractionType(IntEnum):
     MODAL_SUBMIT = 5
 
 
+# By value: a dict lookup, where calling the enum runs its metaclass on every request.
+_INTERACTION_TYPES: Final[Mapping[int, InteractionType]] = MappingProxyType(
+    {member.value: member for member in InteractionType}
+)
+
+
 class CommandType(IntEnum):
     """Application command types."""
 
@@ -398,10 +404,9 @@ def parse_interaction(obj: Any) -> Interaction:
     raw_type = obj.get("type")
     if not isinstance(raw_type, int) or isinstance(raw_type, bool):
         raise MalformedInteraction("interaction has no integer type")
-    try:
-        kind = InteractionType(raw_type)
-    except ValueError:
-        raise MalformedInteraction("unknown interaction type") from None
+    kind = _INTERACTION_TYPES.get(raw_type)
+    if kind is None:
+        raise MalformedInteraction("unknown interaction type")
     raw_id = obj.get("id")
     if kind is InteractionType.PING:
         return Interaction(type=kind, id=raw_id if isinstance(raw_id, str) else None)
