@@ -22,11 +22,10 @@ _NOTES: Final = web.RequestKey("dfj_log_notes", dict[str, Any])
 
 def note(request: web.Request, **fields: Any) -> None:
     """Add fields to this request's log line (e.g. ``tenant=``, ``event_id=``, ``reason=``)."""
-    notes = request.get(_NOTES)
-    if notes is None:
-        request[_NOTES] = fields  # the call's own dict: nobody else holds it
-    else:
-        notes.update(fields)
+    try:
+        request[_NOTES].update(fields)
+    except KeyError:  # a request the middleware did not see (a handler called directly)
+        request[_NOTES] = fields
 
 
 def _route_name(request: web.Request) -> str:
@@ -51,6 +50,8 @@ def error_middleware() -> Middleware:
     async def logged(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         status = 500
+        notes: dict[str, Any] = {}
+        request[_NOTES] = notes
         try:
             response = await handler(request)
             status = response.status
@@ -72,7 +73,7 @@ def error_middleware() -> Middleware:
                 method=request.method,
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
-                **request.get(_NOTES, {}),
+                **notes,
             )
 
     return logged

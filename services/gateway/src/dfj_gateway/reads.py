@@ -88,6 +88,8 @@ async def read_capped(stream: StreamReader, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
+        if stream.at_eof():  # all read: no further read just to be told so (the usual case)
+            return b"".join(chunks)
         chunk = await stream.read(min(64 * 1024, limit + 1 - size))
         if not chunk:
             return b"".join(chunks)

@@ -198,6 +198,22 @@ async def test_wrong_content_type_is_415(gateway: Harness) -> None:
     assert await gateway.published() == 0
 
 
+async def test_a_streamed_body_is_read_whole_before_it_is_verified(gateway: Harness) -> None:
+    """Chunked transfer (no Content-Length), in pieces: all of it is signed, all is read."""
+    body = gateway.factory.slash(subcommand="search")
+    raw, signed = gateway.signer.signed(body, timestamp=int(gateway.clock.now()))
+
+    async def pieces() -> Any:
+        for start in range(0, len(raw), 100):
+            yield raw[start : start + 100]
+            await asyncio.sleep(0)
+
+    response = await gateway.client.post("/discord/interactions", data=pieces(), headers=signed)
+    assert response.status == 200
+    [event] = await gateway.take(JIRA_COMMANDS)
+    assert event.data["interaction_id"] == body["id"]
+
+
 async def test_missing_content_type_is_415(gateway: Harness) -> None:
     """A signed body without any Content-Type is not taken for JSON either."""
     raw, signed = gateway.signer.signed(gateway.factory.ping(), timestamp=int(gateway.clock.now()))

@@ -83,7 +83,7 @@ _BUSY_PAUSE_MIN: Final = 0.0001  # first pause when another process holds the wr
 _BUSY_PAUSE_MAX: Final = 0.002
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     op: Op | _Insert
     future: asyncio.Future[Any]
@@ -91,7 +91,7 @@ class _Pending:
     deadline: float | None = None  # time.monotonic() after which it is dropped, unwritten
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Insert:
     """A publish waiting for the next commit; all of a batch's publishes are written together."""
 
