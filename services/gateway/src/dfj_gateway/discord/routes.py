@@ -119,16 +119,6 @@ async def _signature_thread(
     await signatures.close()
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is longer than ``limit`` bytes (read no further)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    try:
-        return await read_capped(request.content, limit)
-    except TooLarge:
-        return None
-
-
 def _bounded(
     request: web.Request, what: str, work: Awaitable[T]
 ) -> Awaitable[tuple[bool, T | None]]:
@@ -168,11 +158,14 @@ async def _cached(request: web.Request, client_key: str, ref: ix.CacheRef) -> An
 class _Refused(Exception):
     """A request turned away: its status, the short answer, and the reason for the log line."""
 
-    def __init__(self, status: int, answer: str, reason: str) -> None:
+    def __init__(
+        self, status: int, answer: str, reason: str, interaction_type: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.answer = answer
         self.reason = reason
+        self.interaction_type = interaction_type
 
 
 _UNAUTHORIZED: Final = "invalid request signature"
@@ -184,9 +177,14 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
         raise _Refused(
             503, "discord interactions are not configured", "discord public key not configured"
         )
-    body = await read_limited(request, state.settings.discord_max_body_bytes)
-    if body is None:
-        raise _Refused(413, "request body too large", "body too large")
+    limit = state.settings.discord_max_body_bytes
+    length = request.content_length
+    try:
+        if length is not None and length > limit:
+            raise TooLarge
+        body = await read_capped(request.content, limit)
+    except TooLarge:
+        raise _Refused(413, "request body too large", "body too large") from None
     headers = state.verifier.headers(
         signature=request.headers.get(SIGNATURE_HEADER),
         timestamp=request.headers.get(TIMESTAMP_HEADER),
@@ -223,17 +221,21 @@ async def interactions(request: web.Request) -> web.Response:
     state = request.app[DISCORD]
     try:
         interaction = await _accept(request, state)
-        note(request, interaction_type=int(interaction.type))
+        kind = int(interaction.type)
         try:
             action = ix.classify(interaction)
         except ix.MalformedInteraction as exc:
-            raise _Refused(400, exc.reason, exc.reason) from None
+            raise _Refused(400, exc.reason, exc.reason, kind) from None
         if interaction.id is not None and not state.replay.first_sight(interaction.id):
-            raise _Refused(401, _UNAUTHORIZED, "replayed interaction id")
+            raise _Refused(401, _UNAUTHORIZED, "replayed interaction id", kind)
     except _Refused as refused:
+        if refused.interaction_type is not None:
+            note(request, interaction_type=refused.interaction_type)
         note(request, reason=refused.reason)
         return json_error(refused.status, refused.answer)
-    note(request, action=type(action).__name__)
+    note(request, interaction_type=kind, action=type(action).__name__)
+    if isinstance(action, ix.Publish):  # the common case, without a coroutine in between
+        return await _publish(request, state, interaction, action)
     return await _answer(request, state, interaction, action)
 
 
