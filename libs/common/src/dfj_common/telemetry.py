@@ -362,10 +362,11 @@ def inject(envelope: Envelope, span_or_context: Span | Context | None = None) ->
 
     Without a valid span the envelope is returned unchanged.
     """
-    if isinstance(span_or_context, Span):
-        ctx: Context = trace.set_span_in_context(span_or_context)
-    elif span_or_context is None:
+    ctx: Context
+    if span_or_context is None:  # first: the usual case, and Span is an ABC (a slow check)
         ctx = otel_context.get_current()
+    elif isinstance(span_or_context, Span):
+        ctx = trace.set_span_in_context(span_or_context)
     else:
         ctx = span_or_context
     if not trace.get_current_span(ctx).get_span_context().is_valid:
