@@ -120,7 +120,7 @@ def redact_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDic
                 out[key] = value
                 continue
             if key == "event":
-                out[key] = redact_value(value)
+                out[key] = redact_text(value) if type(value) is str else redact_value(value)
                 continue
             clean, judged = _judge_key(key)
             # The shapes of almost every field (text, numbers, None) inline; the rest (and
