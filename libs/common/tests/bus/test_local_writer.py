@@ -164,26 +164,33 @@ async def test_the_wal_is_rewound_under_sustained_publishing(tmp_path: Path) -> 
     assert longest < written / 4
 
 
-async def test_an_id_is_a_duplicate_within_its_window_and_new_after_it(tmp_path: Path) -> None:
-    """A dropped duplicate does not refresh the window; once it expires the id is new again."""
+@pytest.fixture
+async def windowed(tmp_path: Path) -> AsyncIterator[tuple[LocalBus, ManualClock]]:
+    """A bus whose queue drops duplicates for 60 s, on a clock the test moves."""
     clock = ManualClock(start=1_700_000_000.0)
     spec = QueueSpec(name=QUEUE, sessions=False, max_deliveries=3, duplicate_window=60.0)
     opened = await LocalBus.open(
         tmp_path / "bus.sqlite", topology=MappingProxyType({QUEUE: spec}), clock=clock
     )
-    try:
-        await opened.publish(QUEUE, message(1))
-        clock.advance(59.0)
-        await opened.publish(QUEUE, message(1))  # within the window: dropped
-        assert stored(opened.path) == 1
-        clock.advance(1.5)  # 60.5 s after the first: its window has passed
-        await asyncio.gather(opened.publish(QUEUE, message(1)), opened.publish(QUEUE, message(2)))
-        assert stored(opened.path) == 3
-        clock.advance(59.0)
-        await opened.publish(QUEUE, message(1))  # within the new window
-        assert stored(opened.path) == 3
-    finally:
-        await opened.close()
+    yield opened, clock
+    await opened.close()
+
+
+async def test_an_id_is_a_duplicate_within_its_window_and_new_after_it(
+    windowed: tuple[LocalBus, ManualClock],
+) -> None:
+    """A dropped duplicate does not refresh the window; once it expires the id is new again."""
+    opened, clock = windowed
+    await opened.publish(QUEUE, message(1))
+    clock.advance(59.0)
+    await opened.publish(QUEUE, message(1))  # within the window: dropped
+    assert stored(opened.path) == 1
+    clock.advance(1.5)  # 60.5 s after the first: its window has passed
+    await asyncio.gather(opened.publish(QUEUE, message(1)), opened.publish(QUEUE, message(2)))
+    assert stored(opened.path) == 3
+    clock.advance(59.0)
+    await opened.publish(QUEUE, message(1))  # within the new window
+    assert stored(opened.path) == 3
 
 
 def dedupe_rows(path: Path) -> int:
@@ -191,26 +198,21 @@ def dedupe_rows(path: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM dedupe").fetchone()[0])
 
 
-async def test_expired_dedupe_entries_are_purged_a_bounded_batch_at_a_time(tmp_path: Path) -> None:
+async def test_expired_dedupe_entries_are_purged_a_bounded_batch_at_a_time(
+    windowed: tuple[LocalBus, ManualClock],
+) -> None:
     """Expired entries go by the expiry index, at most a batch per purge, oldest first."""
-    clock = ManualClock(start=1_700_000_000.0)
-    spec = QueueSpec(name=QUEUE, sessions=False, max_deliveries=3, duplicate_window=60.0)
-    opened = await LocalBus.open(
-        tmp_path / "bus.sqlite", topology=MappingProxyType({QUEUE: spec}), clock=clock
-    )
-    try:
-        await opened.publish_batch(QUEUE, [message(n) for n in range(2500)])
-        assert dedupe_rows(opened.path) == 2500
-        clock.advance(61.0)
-        await opened.publish(QUEUE, message(-1))
-        assert dedupe_rows(opened.path) == 2500 - 2000 + 1  # one batch of the oldest went
-        await opened.publish(QUEUE, message(-2))  # too soon for the next purge
-        assert dedupe_rows(opened.path) == 500 + 2
-        clock.advance(0.5)
-        await opened.publish(QUEUE, message(-3))
-        assert dedupe_rows(opened.path) == 3  # only the live entries are left
-    finally:
-        await opened.close()
+    opened, clock = windowed
+    await opened.publish_batch(QUEUE, [message(n) for n in range(2500)])
+    assert dedupe_rows(opened.path) == 2500
+    clock.advance(61.0)
+    await opened.publish(QUEUE, message(-1))
+    assert dedupe_rows(opened.path) == 2500 - 2000 + 1  # one batch of the oldest went
+    await opened.publish(QUEUE, message(-2))  # too soon for the next purge
+    assert dedupe_rows(opened.path) == 500 + 2
+    clock.advance(0.5)
+    await opened.publish(QUEUE, message(-3))
+    assert dedupe_rows(opened.path) == 3  # only the live entries are left
 
 
 async def test_a_version_2_bus_file_gains_the_expiry_index(tmp_path: Path) -> None:
