@@ -50,7 +50,7 @@ _KNOWN: Final = frozenset(
 
 def deterministic_id(*parts: str) -> str:
     """A stable UUID (v5) from the parts that identify an event, e.g. webhook id + subscription."""
-    if not parts or any(not p for p in parts):
+    if not parts or not all(parts):  # all(): each part non-empty, without a generator
         raise ValueError("deterministic_id needs at least one non-empty part")
     # uuid.uuid5, without building a UUID object: the gateway derives one per request.
     name = "\x1f".join(parts).encode()
@@ -72,7 +72,7 @@ def ordered_id(millis: int, *parts: str) -> str:
     """
     if not 0 <= millis < 1 << 48:
         raise ValueError("ordered_id needs a time in Unix milliseconds that fits 48 bits")
-    if not parts or any(not p for p in parts):
+    if not parts or not all(parts):  # all(): each part non-empty, without a generator
         raise ValueError("ordered_id needs at least one non-empty part")
     name = "\x1f".join(parts).encode()
     digest = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()

@@ -484,7 +484,9 @@ class LocalBus(Bus):
                 m.message_id,
                 m.session_id,
                 m.body,
-                orjson.dumps(dict(m.properties)).decode(),
+                orjson.dumps(
+                    m.properties if type(m.properties) is dict else dict(m.properties)
+                ).decode(),
                 m.content_type,
             )
             if available_at <= now:

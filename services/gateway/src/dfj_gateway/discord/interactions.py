@@ -437,7 +437,7 @@ def parse_interaction(obj: Any) -> Interaction:
         guild_id=_snowflake(obj, "guild_id") or _snowflake(_mapping(obj.get("guild")), "id"),
         channel_id=_snowflake(obj, "channel_id") or _snowflake(_mapping(obj.get("channel")), "id"),
         user_id=user_id,
-        roles=tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else (),
+        roles=tuple([r for r in roles if isinstance(r, str)]) if isinstance(roles, list) else (),
         permissions=_opt_str(member, "permissions", limit=_MAX_ID_LEN),
         app_permissions=_opt_str(obj, "app_permissions", limit=_MAX_ID_LEN),
         locale=_opt_str(obj, "locale", limit=16),
