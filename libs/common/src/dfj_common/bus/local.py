@@ -232,10 +232,14 @@ class LocalBus(Bus):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn)
 
-    async def _write(
+    def _write(
         self, op: Op | _Insert, *, wakes: str | None = None, deadline: float | None = None
-    ) -> Any:
-        """Queue ``op`` for the next group-committed transaction and wait for its result."""
+    ) -> asyncio.Future[Any]:
+        """Queue ``op`` for the next group-committed transaction; await the future for its result.
+
+        A plain function returning the future, not a coroutine: every publish and settlement
+        comes through here, and a coroutine around one ``await`` is a frame for nothing.
+        """
         if self._closed or self._wconn is None:
             raise BusError("the bus is closed")
         loop = asyncio.get_running_loop()
@@ -243,7 +247,7 @@ class LocalBus(Bus):
         self._pending.append(_Pending(op, future, wakes, deadline))
         if self._flush_handle is None:
             self._flush_handle = loop.call_soon(self._flush)
-        return await future
+        return future
 
     def _flush(self) -> None:
         """A loop callback: commit what is pending as one transaction, or retry if locked."""
