@@ -67,8 +67,8 @@ def ordered_id(millis: int, *parts: str) -> str:
     The first 48 bits are the time, as in a version 7 UUID; the rest come from the same hash
     as :func:`deterministic_id`. Where the source's own id carries its time (a Discord
     snowflake), ids made with it arrive in order, and the bus's duplicate index, keyed by
-    message id, grows at one end instead of being written all over (measured: a fifth of an
-    interaction's publish cost).
+    message id, grows at one end instead of being written all over (measured: 12 µs of an
+    interaction's 267 at saturation).
     """
     if not 0 <= millis < 1 << 48:
         raise ValueError("ordered_id needs a time in Unix milliseconds that fits 48 bits")
