@@ -23,11 +23,11 @@ from dfj_common.logging import (
     CONTENT,
     EMAIL,
     REDACTED,
+    HotLogger,
     bind_message_context,
     bound_message_context,
     clear_context,
     configure_logging,
-    hot_logger,
     redact_event_dict,
     redact_text,
     redact_value,
@@ -443,7 +443,7 @@ class TestConfiguredPipeline:
         def fields() -> dict[str, object]:
             return {"route": "/x", "user": EMAIL_ADDRESS, "token": BOT_TOKEN, "n": 3, "ok": None}
 
-        hot = hot_logger("dfj.test.hot")
+        hot = HotLogger("dfj.test.hot")
         lines: list[str] = []
         with bound_message_context(event_id="ev-1"):
             for handler in others:
@@ -482,7 +482,7 @@ class TestConfiguredPipeline:
         configure_logging(service="w", level="warning", fmt="json", stream=sio)
         root = logging.getLogger()
         others = [h for h in root.handlers if h.get_name() != "dfj-structlog"]
-        hot = hot_logger("dfj.test.hot")
+        hot = HotLogger("dfj.test.hot")
         for handler in others:
             root.removeHandler(handler)
         try:

@@ -50,15 +50,8 @@ _KNOWN: Final = frozenset(
 
 def deterministic_id(*parts: str) -> str:
     """A stable UUID (v5) from the parts that identify an event, e.g. webhook id + subscription."""
-    if not parts or not all(parts):  # all(): each part non-empty, without a generator
-        raise ValueError("deterministic_id needs at least one non-empty part")
     # uuid.uuid5, without building a UUID object: the gateway derives one per request.
-    name = "\x1f".join(parts).encode()
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid(bytearray(_name_hash("deterministic_id", parts)[:16]), version=5)
 
 
 def ordered_id(millis: int, *parts: str) -> str:
@@ -72,12 +65,21 @@ def ordered_id(millis: int, *parts: str) -> str:
     """
     if not 0 <= millis < 1 << 48:
         raise ValueError("ordered_id needs a time in Unix milliseconds that fits 48 bits")
+    digest = _name_hash("ordered_id", parts)
+    return _uuid(bytearray(millis.to_bytes(6, "big") + digest[:10]), version=8)
+
+
+def _name_hash(caller: str, parts: tuple[str, ...]) -> bytes:
+    """SHA-1 of the namespace and the parts joined by the unit separator (as uuid5 hashes)."""
     if not parts or not all(parts):  # all(): each part non-empty, without a generator
-        raise ValueError("ordered_id needs at least one non-empty part")
+        raise ValueError(f"{caller} needs at least one non-empty part")
     name = "\x1f".join(parts).encode()
-    digest = hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
-    raw = bytearray(millis.to_bytes(6, "big") + digest[:10])
-    raw[6] = (raw[6] & 0x0F) | 0x80
+    return hashlib.sha1(_NAMESPACE_BYTES + name, usedforsecurity=False).digest()
+
+
+def _uuid(raw: bytearray, *, version: int) -> str:
+    """16 bytes as a UUID string, with ``version`` and RFC 9562's variant stamped in."""
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
     raw[8] = (raw[8] & 0x3F) | 0x80
     h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

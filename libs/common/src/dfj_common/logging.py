@@ -57,11 +57,11 @@ __all__ = [
     "CONTENT",
     "EMAIL",
     "REDACTED",
+    "HotLogger",
     "bind_message_context",
     "bound_message_context",
     "clear_context",
     "configure_logging",
-    "hot_logger",
     "redact_event_dict",
     "redact_mapping",
     "redact_text",
@@ -416,7 +416,7 @@ class HotLogger:
     structlog's wrapper and the steps that do nothing to a plain event: about half the cost.
     It takes that path only where :class:`_DirectWriter` would write directly (our handler
     alone on the root) and the event is plain; otherwise, and for every other level, it is
-    the structlog logger of the same name.
+    the structlog logger of the same name. Make one per app or service, not one per line.
     """
 
     def __init__(self, name: str) -> None:
@@ -442,12 +442,6 @@ class HotLogger:
 
     def exception(self, event: str, **fields: Any) -> None:
         self._structlog.exception(event, **fields)
-
-
-def hot_logger(name: str) -> HotLogger:
-    """A :class:`HotLogger` for ``name``: keep it (one per app or service), do not make one
-    per line."""
-    return HotLogger(name)
 
 
 def _json_default(value: object) -> object:

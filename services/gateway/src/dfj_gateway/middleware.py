@@ -13,7 +13,7 @@ from typing import Any, Final
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from dfj_common.logging import hot_logger
+from dfj_common.logging import HotLogger
 
 __all__ = ["error_middleware", "note"]
 
@@ -41,10 +41,10 @@ def json_error(status: int, reason: str) -> web.Response:
 def error_middleware() -> Middleware:
     """The app's outermost middleware: the request's log line, and no 500 for bad input.
 
-    The line goes through a :func:`~dfj_common.logging.hot_logger`, made once per app: the
+    The line goes through a :class:`~dfj_common.logging.HotLogger`, made once per app: the
     same line as structlog's, at about half the price (it is written for every request).
     """
-    log = hot_logger("dfj.gateway.http")
+    log = HotLogger("dfj.gateway.http")
 
     @web.middleware
     async def logged(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -421,16 +421,12 @@ class LocalBus(Bus):
         await self.publish_batch(queue, [message])
 
     async def publish_batch(self, queue: str, messages: Sequence[OutgoingMessage]) -> None:
-        spec = self.spec(queue)
-        for message in messages:
-            _check_session(spec, message)
+        insert = self._checked_insert(queue, messages)  # an unknown queue refused, even empty
         if messages:
-            await self._write(_Insert(spec, list(messages), None), wakes=queue)
+            await self._write(insert, wakes=queue)
 
     async def schedule(self, queue: str, message: OutgoingMessage, *, at: float) -> None:
-        spec = self.spec(queue)
-        _check_session(spec, message)
-        await self._write(_Insert(spec, [message], at), wakes=queue)
+        await self._write(self._checked_insert(queue, [message], at=at), wakes=queue)
 
     async def publish_within(self, queue: str, message: OutgoingMessage, timeout: float) -> None:
         """A publish that is dropped, never written, if the file stays locked ``timeout`` s.
@@ -438,10 +434,17 @@ class LocalBus(Bus):
         A write waits only while another process holds the file's write lock; each retry
         drops what is overdue. No timer per publish, and ``TimeoutError`` means not published.
         """
-        spec = self.spec(queue)
-        _check_session(spec, message)
         deadline = time.monotonic() + timeout
-        await self._write(_Insert(spec, [message], None), wakes=queue, deadline=deadline)
+        await self._write(self._checked_insert(queue, [message]), wakes=queue, deadline=deadline)
+
+    def _checked_insert(
+        self, queue: str, messages: Sequence[OutgoingMessage], *, at: float | None = None
+    ) -> _Insert:
+        """The checked publish of ``messages`` on ``queue`` (visible at ``at``, or at once)."""
+        spec = self.spec(queue)
+        for message in messages:
+            _check_session(spec, message)
+        return _Insert(spec, list(messages), at)
 
     @staticmethod
     def _insert_many(conn: sqlite3.Connection, now: float, inserts: Sequence[_Insert]) -> list[int]:

@@ -74,15 +74,6 @@ class SignatureChecker:
         self._queue.put(None)
         await asyncio.to_thread(thread.join)
 
-    @property
-    def inline(self) -> bool:
-        """Whether checks run on the caller's thread (no checking thread is running)."""
-        return self._thread is None
-
-    def check(self, message: bytes, signature: bytes) -> bool:
-        """The check, here and now (what :meth:`valid` does when :attr:`inline`)."""
-        return _valid(self._key, message, signature)
-
     async def valid(self, message: bytes, signature: bytes) -> bool:
         """True when ``signature`` (64 raw bytes) signs ``message`` with the key."""
         if self._thread is None:

@@ -56,21 +56,22 @@ class TtlCache(Generic[V]):
         now = self._clock.monotonic()
         self._purge(now)
         self._entries.pop(key, None)
-        while len(self._entries) >= self._max:
-            self._entries.popitem(last=False)
-        self._entries[key] = (now + self._ttl, value)
+        self._insert(now, key, value)
 
     def add(self, key: str, value: V) -> bool:
         """Store ``value`` under ``key`` unless a live value is there; True if it was stored."""
         now = self._clock.monotonic()
         self._purge(now)
-        entries = self._entries
-        if key in entries:
+        if key in self._entries:
             return False
-        while len(entries) >= self._max:
-            entries.popitem(last=False)
-        entries[key] = (now + self._ttl, value)
+        self._insert(now, key, value)
         return True
+
+    def _insert(self, now: float, key: str, value: V) -> None:
+        # ``key`` is absent: make room (oldest first), then it is the newest entry.
+        while len(self._entries) >= self._max:
+            self._entries.popitem(last=False)
+        self._entries[key] = (now + self._ttl, value)
 
     def discard(self, key: str) -> None:
         """Forget ``key``."""

@@ -29,7 +29,6 @@ import orjson
 import structlog
 from aiohttp import web
 
-from dfj_common.clock import Clock
 from dfj_common.errors import DfjError
 from dfj_common.storage.repositories import (
     CachedValue,
@@ -69,8 +68,6 @@ class DiscordState:
     """What the interactions route keeps on the app: settings, its verifier, the replay guard."""
 
     settings: GatewaySettings
-    clock: Clock
-    application_id: str | None
     verifier: InteractionVerifier | None
     signatures: SignatureChecker | None
     replay: ReplayGuard
@@ -95,8 +92,6 @@ def setup_discord_routes(app: web.Application, *, environ: Mapping[str, str] | N
     signatures = SignatureChecker(verifier.key) if verifier is not None else None
     app[DISCORD] = DiscordState(
         settings=gateway,
-        clock=clock,
-        application_id=settings.discord_application_id,
         verifier=verifier,
         signatures=signatures,
         replay=ReplayGuard(
@@ -117,6 +112,16 @@ async def _signature_thread(
     signatures.start()
     yield
     await signatures.close()
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is longer than ``limit`` bytes (read no further)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    try:
+        return await read_capped(request.content, limit)
+    except TooLarge:
+        return None
 
 
 def _bounded(
@@ -158,14 +163,11 @@ async def _cached(request: web.Request, client_key: str, ref: ix.CacheRef) -> An
 class _Refused(Exception):
     """A request turned away: its status, the short answer, and the reason for the log line."""
 
-    def __init__(
-        self, status: int, answer: str, reason: str, interaction_type: int | None = None
-    ) -> None:
+    def __init__(self, status: int, answer: str, reason: str) -> None:
         super().__init__(reason)
         self.status = status
         self.answer = answer
         self.reason = reason
-        self.interaction_type = interaction_type
 
 
 _UNAUTHORIZED: Final = "invalid request signature"
@@ -177,14 +179,9 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
         raise _Refused(
             503, "discord interactions are not configured", "discord public key not configured"
         )
-    limit = state.settings.discord_max_body_bytes
-    length = request.content_length
-    try:
-        if length is not None and length > limit:
-            raise TooLarge
-        body = await read_capped(request.content, limit)
-    except TooLarge:
-        raise _Refused(413, "request body too large", "body too large") from None
+    body = await read_limited(request, state.settings.discord_max_body_bytes)
+    if body is None:
+        raise _Refused(413, "request body too large", "body too large")
     headers = state.verifier.headers(
         signature=request.headers.get(SIGNATURE_HEADER),
         timestamp=request.headers.get(TIMESTAMP_HEADER),
@@ -193,13 +190,7 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
         raise _Refused(401, _UNAUTHORIZED, str(headers))
     raw_signature, timestamp = headers
     assert state.signatures is not None  # set with the verifier
-    message = signed_message(timestamp, body)
-    valid = (
-        state.signatures.check(message, raw_signature)
-        if state.signatures.inline
-        else await state.signatures.valid(message, raw_signature)
-    )
-    if not valid:
+    if not await state.signatures.valid(signed_message(timestamp, body), raw_signature):
         raise _Refused(401, _UNAUTHORIZED, str(Rejection.BAD_SIGNATURE))
     stale = state.verifier.freshness(timestamp)
     if stale is not None:
@@ -221,21 +212,17 @@ async def interactions(request: web.Request) -> web.Response:
     state = request.app[DISCORD]
     try:
         interaction = await _accept(request, state)
-        kind = int(interaction.type)
+        note(request, interaction_type=int(interaction.type))
         try:
             action = ix.classify(interaction)
         except ix.MalformedInteraction as exc:
-            raise _Refused(400, exc.reason, exc.reason, kind) from None
+            raise _Refused(400, exc.reason, exc.reason) from None
         if interaction.id is not None and not state.replay.first_sight(interaction.id):
-            raise _Refused(401, _UNAUTHORIZED, "replayed interaction id", kind)
+            raise _Refused(401, _UNAUTHORIZED, "replayed interaction id")
     except _Refused as refused:
-        if refused.interaction_type is not None:
-            note(request, interaction_type=refused.interaction_type)
         note(request, reason=refused.reason)
         return json_error(refused.status, refused.answer)
-    note(request, interaction_type=kind, action=type(action).__name__)
-    if isinstance(action, ix.Publish):  # the common case, without a coroutine in between
-        return await _publish(request, state, interaction, action)
+    note(request, action=type(action).__name__)
     return await _answer(request, state, interaction, action)
 
 
@@ -343,18 +330,14 @@ async def _review_draft(
 async def _publish(
     request: web.Request, state: DiscordState, interaction: ix.Interaction, action: ix.Publish
 ) -> web.Response:
-    guild_id = interaction.guild_id
-    # The cached connection without a coroutine (the hot path); a miss reads the database.
-    cached, connection = state.connections.peek(guild_id) if guild_id else (True, None)
-    if not cached:
-        connection = await _connection(request, guild_id)
+    connection = await _connection(request, interaction.guild_id)
     tenant = connection.client_key if connection else None
     envelope = ix.build_envelope(
         interaction,
         action.event_type,
         tenant=tenant,
-        now=state.clock.now(),
-        application_id=state.application_id,
+        now=request.app[CLOCK].now(),
+        application_id=request.app[SETTINGS].discord_application_id,
         detail=action.detail,
     )
     note(request, tenant=tenant, event_id=envelope.id, queue=action.queue)
