@@ -306,3 +306,119 @@ def test_answers_match_the_spec(spec_valid: SpecCheck) -> None:
         spec_valid("ModalInteractionCallbackRequest", modal)
         assert 1 <= len(modal["data"]["components"]) <= 5  # the docs' limit, not the spec's 40
     assert len(rs.ephemeral_message("x" * 3000)["data"]["content"]) == 2000
+
+
+def _bodies(factory: InteractionFactory) -> list[dict[str, Any]]:
+    dm = InteractionFactory(clock=lambda: 1_750_000_000.0, guild_id=None)
+    return [
+        factory.ping(),
+        factory.slash(subcommand="issue", options={"key": "ABC-1", "private": True}),
+        factory.slash(group="privacy", subcommand="export"),
+        factory.message_command(),
+        factory.component("issue:watch:ABC-1"),
+        factory.component("pick:1", component_type=3, values=["a", "b"]),
+        factory.autocomplete(options={"project": "ab"}, focused="project"),
+        factory.modal_submit("create-issue", {"summary": "Crash", "labels": ["a"]}),
+        factory.modal_submit("comment:ABC-1", {"text": "hi"}, shape="action_row"),
+        dm.slash(subcommand="link"),
+    ]
+
+
+def test_decoding_the_bytes_reads_what_parsing_the_dict_reads(factory: InteractionFactory) -> None:
+    """The route decodes raw bytes straight into the fields it reads; that gives the same
+    interaction, and the same event, as parsing the decoded dict."""
+    for body in _bodies(factory):
+        raw = json.dumps(body).encode()
+        decoded, parsed = ix.decode_interaction(raw), ix.parse_interaction(body)
+        assert decoded == parsed
+        assert decoded.token == parsed.token and decoded.data == parsed.data  # repr/compare off
+        action = ix.classify(decoded)
+        assert action == ix.classify(parsed)
+        if isinstance(action, ix.Publish):
+            made = [
+                ix.build_envelope(i, action.event_type, tenant="t", now=1.0).encode()
+                for i in (decoded, parsed)
+            ]
+            assert made[0] == made[1]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "body is not JSON"),
+        (b'{"type": 2,}', "body is not JSON"),
+        (b'{"type": 2} trailing', "body is not JSON"),
+        (b'{"type": 2, "token": "\xff"}', "body is not JSON"),  # a field we read: UTF-8 checked
+        (b'{"type": 2, "token": "\\ud800"}', "body is not JSON"),  # a lone surrogate
+        (b'{"type": 2, "data": {"x": [' + b"[" * 5_000 + b"]" * 5_000 + b"]}}", "body is not JSON"),
+    ],
+)
+def test_bytes_that_are_not_json(raw: bytes, reason: str) -> None:
+    with pytest.raises(ix.MalformedJson) as caught:
+        ix.decode_interaction(raw)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[]", "interaction is not a JSON object"),
+        (b'"ping"', "interaction is not a JSON object"),
+        (b"null", "interaction is not a JSON object"),
+        (b'{"type": "2"}', "interaction has no integer type"),
+        (b'{"type": true}', "interaction has no integer type"),
+        (
+            b'{"type": 1e400}',
+            "interaction has a malformed field: Number out of range - at `$.type`",
+        ),
+        (b'{"type": ' + b"9" * 40 + b"}", "unknown interaction type"),
+        (
+            b'{"type": 2, "id": "1", "token": "t", "data": {}, "member": 5}',
+            "interaction has a malformed field: "
+            "Expected `object | null`, got `int` - at `$.member`",
+        ),
+        (
+            b'{"type": 2, "id": "1", "token": "t", "data": {}, "member": {"user": []}}',
+            "interaction has a malformed field: "
+            "Expected `object | null`, got `array` - at `$.member.user`",
+        ),
+        (b'{"type": 2, "id": "1", "token": "t", "data": []}', "interaction lacks data"),
+    ],
+)
+def test_decoded_bodies_that_are_not_interactions(raw: bytes, reason: str) -> None:
+    """The reasons are those of the dict parser; an object where an object must be names its
+    path (never a value)."""
+    with pytest.raises(ix.MalformedInteraction) as caught:
+        ix.decode_interaction(raw)
+    assert not isinstance(caught.value, ix.MalformedJson)
+    assert caught.value.reason == reason
+
+
+def test_fields_we_do_not_read_are_skipped_whatever_they_hold(factory: InteractionFactory) -> None:
+    """Discord adds fields over time; one we do not read never makes a body malformed, even
+    with bytes we would refuse in a field we read."""
+    body = factory.slash(subcommand="search")
+    raw = json.dumps(body).encode()[:-1] + b', "new_thing": {"a": [1e999, "\xff"]}}'
+    assert ix.decode_interaction(raw) == ix.parse_interaction(body)
+
+
+def test_integers_beyond_64_bits_never_reach_the_event(factory: InteractionFactory) -> None:
+    """JSON integers decode whole; one too long for the event (an option value, a context, a
+    command type) is dropped, and a component type that long is refused."""
+    huge = 10**30
+    body = factory.slash(subcommand="issue", options={"key": "ABC-1", "count": 1})
+    body["context"] = huge
+    body["data"]["type"] = huge
+    body["data"]["options"][0]["options"][1]["value"] = huge
+    interaction = ix.decode_interaction(json.dumps(body).encode())
+    action = ix.classify(interaction)
+    assert isinstance(action, ix.Publish)
+    envelope = ix.build_envelope(
+        interaction, action.event_type, tenant=None, now=1.0, detail=action.detail
+    )
+    data = json.loads(envelope.encode())["data"]
+    assert data["context"] is None and data["command"]["type"] == 1
+    assert data["command"]["options"] == {"key": "ABC-1", "count": None}
+    click = factory.component("issue:watch:ABC-1", component_type=huge)
+    with pytest.raises(ix.MalformedInteraction, match="component_type"):
+        ix.classify(ix.decode_interaction(json.dumps(click).encode()))

@@ -254,6 +254,23 @@ async def test_signed_garbage_is_400(gateway: Harness, raw: bytes) -> None:
     assert await gateway.published() == 0
 
 
+async def test_odd_values_in_a_signed_body_are_not_a_500(gateway: Harness) -> None:
+    """A member that is not an object is a 400 naming the field; an option value too long
+    for 64 bits is dropped from the event, which is published, not a 500 at encoding."""
+    body = gateway.factory.slash(subcommand="issue", options={"key": "ABC-1"})
+    body["member"] = []
+    response = await gateway.post(body)
+    assert response.status == 400
+    assert "$.member" in (await response.json())["error"]
+    assert await gateway.published() == 0
+    await gateway.install()
+    body = gateway.factory.slash(subcommand="issue", options={"key": "ABC-1", "n": 1})
+    body["data"]["options"][0]["options"][1]["value"] = 10**30
+    assert await gateway.answer(body) == {"type": 5, "data": {"flags": 64}}
+    [event] = await gateway.take(JIRA_COMMANDS)
+    assert event.data["command"]["options"] == {"key": "ABC-1", "n": None}
+
+
 async def test_command_in_dm_gets_ephemeral_help(start_gateway: HarnessFactory) -> None:
     """/jira link in a DM is answered with help, only for the user, and nothing published."""
     gateway = await start_gateway(guild_id=None)

@@ -1,6 +1,6 @@
 """What a verified Discord interaction means: parse it, decide the answer, shape the event.
 
-Pure (no I/O, no clock reads): the route verifies the request, calls :func:`parse_interaction`
+Pure (no I/O, no clock reads): the route verifies the request, calls :func:`decode_interaction`
 and :func:`classify`, performs the one local read an :data:`Action` may need, and publishes the
 envelope :func:`build_envelope` makes. Interaction types (``interactions/receiving-and-
 responding``) and what each becomes:
@@ -50,6 +50,8 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Any, Final
 
+import msgspec
+
 from dfj_common.bus.topology import JIRA_COMMANDS, LINKER
 from dfj_common.envelope import Envelope, deterministic_id, ordered_id
 from dfj_gateway.events import (
@@ -80,6 +82,7 @@ __all__ = [
     "Interaction",
     "InteractionType",
     "MalformedInteraction",
+    "MalformedJson",
     "ModalSubmit",
     "OpenForm",
     "Pong",
@@ -89,6 +92,7 @@ __all__ = [
     "Suggest",
     "build_envelope",
     "classify",
+    "decode_interaction",
     "event_data",
     "interaction_event_id",
     "modal_field_values",
@@ -378,81 +382,173 @@ Action = Pong | Reply | Publish | Suggest | OpenForm | ReviewDraft
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def _opt_str(obj: Mapping[str, Any], key: str, *, limit: int = 256) -> str | None:
-    value = obj.get(key)
-    if isinstance(value, str) and 0 < len(value) <= limit:
+def _id(value: Any) -> str | None:
+    return value if isinstance(value, str) and _is_snowflake(value) else None
+
+
+def _short(value: Any, limit: int) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+def _small_int(value: Any) -> int | None:
+    # JSON integers decode whole, however long; the event encoder takes 64 bits at most, and
+    # nothing Discord sends (types, contexts, option values within ±2^53) comes near it.
+    if isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < 1 << 63:
         return value
     return None
+
+
+def _opt_str(obj: Mapping[str, Any], key: str, *, limit: int = 256) -> str | None:
+    return _short(obj.get(key), limit)
 
 
 def _snowflake(obj: Mapping[str, Any] | None, key: str) -> str | None:
-    if not isinstance(obj, dict):
-        return None
-    value = obj.get(key)
-    if isinstance(value, str) and _is_snowflake(value):
-        return value
-    return None
+    return _id(obj.get(key)) if isinstance(obj, dict) else None
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def parse_interaction(obj: Any) -> Interaction:
-    """The interaction in a verified JSON body; :class:`MalformedInteraction` if it is none.
+class _Ref(msgspec.Struct, gc=False):
+    """An object of which only the id is read: a user, guild, channel or message."""
 
-    Objects are checked as ``dict`` (what JSON decodes to), not as ``Mapping``: an ABC check
-    costs several times more, and a request makes dozens.
+    id: Any = None
+
+
+class _Member(msgspec.Struct, gc=False):
+    user: _Ref | None = None
+    roles: Any = None
+    permissions: Any = None
+
+
+class _Wire(msgspec.Struct, gc=False):
+    """The fields of an interaction body the gateway reads, and no others.
+
+    Decoding straight into this skips everything else (names, avatars, the target message's
+    embeds, entitlements) without building it: measured 1.9 µs for a slash command's body,
+    against 7.4 µs for ``orjson.loads`` and reading the dict. Scalars are ``Any`` and checked
+    by :func:`_interaction` as before, so an id of the wrong type is dropped as it always was;
+    the objects around them must be objects (or null) — the one thing a decode cannot pass
+    over — and are refused with msgspec's own reason, which names the path, never a value.
+    ``gc=False``: decoded JSON holds no reference cycles for the collector to look for.
     """
+
+    type: Any = None
+    id: Any = None
+    token: Any = None
+    application_id: Any = None
+    guild_id: Any = None
+    guild: _Ref | None = None
+    channel_id: Any = None
+    channel: _Ref | None = None
+    member: _Member | None = None
+    user: _Ref | None = None
+    app_permissions: Any = None
+    locale: Any = None
+    guild_locale: Any = None
+    context: Any = None
+    message: _Ref | None = None
+    data: Any = None
+
+
+class MalformedJson(MalformedInteraction):
+    """A verified body that is not JSON at all (or nests deeper than a decoder follows)."""
+
+    def __init__(self) -> None:
+        super().__init__("body is not JSON")
+
+
+_DECODER: Final = msgspec.json.Decoder(_Wire)
+
+
+def decode_interaction(body: bytes) -> Interaction:
+    """The interaction in a verified body: :class:`MalformedJson` if it is not JSON,
+    :class:`MalformedInteraction` if it is not an interaction we can act on.
+
+    Fields the gateway does not read are skipped by the decoder, not validated: a string
+    there is not checked for UTF-8 and a number not for range (every field that is read is).
+    """
+    try:
+        wire = _DECODER.decode(body)
+    except msgspec.ValidationError as exc:
+        raise _malformed(exc) from None
+    except (msgspec.DecodeError, RecursionError):
+        raise MalformedJson from None
+    return _interaction(wire)
+
+
+def parse_interaction(obj: Any) -> Interaction:
+    """The interaction in an already decoded JSON value (the same checks as the route's)."""
     if not isinstance(obj, dict):
         raise MalformedInteraction("interaction is not a JSON object")
-    raw_type = obj.get("type")
+    try:
+        wire = msgspec.convert(obj, _Wire)
+    except msgspec.ValidationError as exc:
+        raise _malformed(exc) from None
+    return _interaction(wire)
+
+
+def _malformed(exc: msgspec.ValidationError) -> MalformedInteraction:
+    reason = str(exc)
+    if " - at `$" not in reason:  # the body itself is of the wrong type
+        return MalformedInteraction("interaction is not a JSON object")
+    return MalformedInteraction(f"interaction has a malformed field: {reason}")
+
+
+def _ref_id(ref: _Ref | None) -> str | None:
+    return None if ref is None else _id(ref.id)
+
+
+def _interaction(wire: _Wire) -> Interaction:
+    raw_type = wire.type
     if not isinstance(raw_type, int) or isinstance(raw_type, bool):
         raise MalformedInteraction("interaction has no integer type")
     kind = _INTERACTION_TYPES.get(raw_type)
     if kind is None:
         raise MalformedInteraction("unknown interaction type")
-    raw_id = obj.get("id")
+    raw_id = wire.id
     if kind is InteractionType.PING:
         return Interaction(type=kind, id=raw_id if isinstance(raw_id, str) else None)
     if not isinstance(raw_id, str) or not _is_snowflake(raw_id):
         raise MalformedInteraction("interaction lacks an id")
-    token = obj.get("token")
+    token = wire.token
     if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_LEN:
         raise MalformedInteraction("interaction lacks a token")
-    data = obj.get("data")
+    data = wire.data
     if not isinstance(data, dict):
         raise MalformedInteraction("interaction lacks data")
-    member = _mapping(obj.get("member"))
-    user_id = _snowflake(_mapping(member.get("user")), "id") or _snowflake(
-        _mapping(obj.get("user")), "id"
-    )
-    roles = member.get("roles")
-    context = obj.get("context")
+    member = wire.member
+    if member is None:
+        user_id, roles, permissions = _ref_id(wire.user), None, None
+    else:
+        user_id = _ref_id(member.user) or _ref_id(wire.user)
+        roles, permissions = member.roles, member.permissions
+    context = wire.context
     return Interaction(
         type=kind,
         id=raw_id,
         token=token,
-        application_id=_snowflake(obj, "application_id"),
-        guild_id=_snowflake(obj, "guild_id") or _snowflake(_mapping(obj.get("guild")), "id"),
-        channel_id=_snowflake(obj, "channel_id") or _snowflake(_mapping(obj.get("channel")), "id"),
+        application_id=_id(wire.application_id),
+        guild_id=_id(wire.guild_id) or _ref_id(wire.guild),
+        channel_id=_id(wire.channel_id) or _ref_id(wire.channel),
         user_id=user_id,
         roles=tuple([r for r in roles if isinstance(r, str)]) if isinstance(roles, list) else (),
-        permissions=_opt_str(member, "permissions", limit=_MAX_ID_LEN),
-        app_permissions=_opt_str(obj, "app_permissions", limit=_MAX_ID_LEN),
-        locale=_opt_str(obj, "locale", limit=16),
-        guild_locale=_opt_str(obj, "guild_locale", limit=16),
-        context=context if isinstance(context, int) and not isinstance(context, bool) else None,
-        message_id=_snowflake(_mapping(obj.get("message")), "id"),
+        permissions=_short(permissions, _MAX_ID_LEN),
+        app_permissions=_short(wire.app_permissions, _MAX_ID_LEN),
+        locale=_short(wire.locale, 16),
+        guild_locale=_short(wire.guild_locale, 16),
+        context=_small_int(context),
+        message_id=_ref_id(wire.message),
         data=data,
     )
 
 
 def _option_value(value: Any) -> Any:
     # Leaf values are strings, numbers, booleans or ids; anything else is not an option value.
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, str | bool | float):
         return value
-    return None
+    return _small_int(value)
 
 
 def parse_command(interaction: Interaction) -> Command:
@@ -462,7 +558,9 @@ def parse_command(interaction: Interaction) -> Command:
     if not isinstance(name, str) or not name:
         raise MalformedInteraction("command has no name")
     raw_type = data.get("type", CommandType.CHAT_INPUT)
-    command_type = raw_type if isinstance(raw_type, int) else CommandType.CHAT_INPUT
+    command_type = _small_int(raw_type)
+    if command_type is None:
+        command_type = CommandType.CHAT_INPUT
     group: str | None = None
     subcommand: str | None = None
     options: list[Any] = data.get("options") or []
@@ -510,8 +608,8 @@ def parse_component(interaction: Interaction) -> Component:
     """The custom id, component type and selected values of a component interaction."""
     data = interaction.data
     custom_id = _opt_str(data, "custom_id", limit=100)
-    component_type = data.get("component_type")
-    if custom_id is None or not isinstance(component_type, int):
+    component_type = _small_int(data.get("component_type"))
+    if custom_id is None or component_type is None:
         raise MalformedInteraction("component interaction lacks custom_id or component_type")
     values = data.get("values")
     picked = tuple(v for v in values if isinstance(v, str)) if isinstance(values, list) else ()

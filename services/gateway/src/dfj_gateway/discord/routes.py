@@ -198,11 +198,9 @@ async def _accept(request: web.Request, state: DiscordState) -> ix.Interaction:
     if not has_content_type(request, "application/json"):
         raise _Refused(415, "expected application/json", "content type is not JSON")
     try:
-        obj = orjson.loads(body)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _Refused(400, "malformed JSON", "body is not JSON") from None
-    try:
-        return ix.parse_interaction(obj)
+        return ix.decode_interaction(body)
+    except ix.MalformedJson as exc:
+        raise _Refused(400, "malformed JSON", exc.reason) from None
     except ix.MalformedInteraction as exc:
         raise _Refused(400, exc.reason, exc.reason) from None
 
