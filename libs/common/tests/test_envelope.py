@@ -134,3 +134,28 @@ def test_encode_writes_utc_times_and_any_mapping_as_data() -> None:
     assert obj["data"] == {"a": 1}
     assert obj == envelope.to_dict() | {"data": {"a": 1}}
     assert Envelope.decode(envelope.encode()).time == plus_two
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC),
+        datetime(2026, 1, 1, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2026, 6, 1, 8, 30),  # naive: local time, as astimezone reads it
+    ],
+)
+def test_encode_and_to_dict_write_the_same_time(when: datetime) -> None:
+    """orjson writes the time in encode, isoformat in to_dict: the same RFC 3339 text."""
+    envelope = Envelope(id="x", source="s", type="t", time=when)
+    assert json.loads(envelope.encode())["time"] == envelope.to_dict()["time"]
+    assert envelope.to_dict()["time"].endswith("Z")
+
+
+def test_encode_takes_keys_that_are_not_strings() -> None:
+    """Data with integer keys still encodes (as JSON's string keys); what JSON cannot hold
+    still fails, as a TypeError."""
+    envelope = Envelope(id="x", source="s", type="t", data={"counts": {1: "a", 2: "b"}})
+    assert json.loads(envelope.encode())["data"] == {"counts": {"1": "a", "2": "b"}}
+    with pytest.raises(TypeError):
+        Envelope(id="x", source="s", type="t", data={"x": object()}).encode()

@@ -106,23 +106,34 @@ class Envelope:
         return replace(self, traceparent=traceparent, tracestate=tracestate)
 
     def to_dict(self) -> dict[str, Any]:
-        return self._attributes(dict(self.data))
+        return self._attributes(dict(self.data), _rfc3339(self._utc_time()))
 
     def encode(self) -> bytes:
-        """Structured-mode JSON bytes (``application/cloudevents+json``)."""
+        """Structured-mode JSON bytes (``application/cloudevents+json``).
+
+        orjson writes the time itself (``OPT_UTC_Z``: the same RFC 3339 text as
+        :meth:`to_dict`'s, a quarter of the cost of ``isoformat``), and tries the common case
+        of string keys first: allowing other keys doubles the cost of every dump.
+        """
         # The data as it is when it is a dict (orjson reads it; nothing keeps the dict made here).
         data = self.data if type(self.data) is dict else dict(self.data)
-        return orjson.dumps(self._attributes(data), option=orjson.OPT_NON_STR_KEYS)
+        attributes = self._attributes(data, self._utc_time())
+        try:
+            return orjson.dumps(attributes, option=orjson.OPT_UTC_Z)
+        except orjson.JSONEncodeError:  # integer keys, say; anything else fails again here
+            return orjson.dumps(attributes, option=orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS)
 
-    def _attributes(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        when = self.time if self.time.tzinfo is UTC else self.time.astimezone(UTC)
+    def _utc_time(self) -> datetime:
+        return self.time if self.time.tzinfo is UTC else self.time.astimezone(UTC)
+
+    def _attributes(self, data: Mapping[str, Any], when: datetime | str) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.extensions) if self.extensions else {}
         out.update(
             specversion=SPEC_VERSION,
             id=self.id,
             source=self.source,
             type=self.type,
-            time=when.isoformat().replace("+00:00", "Z"),
+            time=when,
             datacontenttype="application/json",
             schemaversion=self.schema_version,
             data=data,
@@ -184,6 +195,10 @@ class Envelope:
             tracestate=_opt_str(obj, "tracestate"),
             extensions={k: v for k, v in obj.items() if k not in _KNOWN},
         )
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:

@@ -73,6 +73,8 @@ def _verifier(key: SigningKey, now: float = 1_700_000_000.0) -> InteractionVerif
         ("ab" * 65, TS, Rejection.MALFORMED_SIGNATURE),
         ("zz" * 64, TS, Rejection.MALFORMED_SIGNATURE),
         ("ab " * 42 + "ab", TS, Rejection.MALFORMED_SIGNATURE),
+        ("ab" * 63 + "  ", TS, Rejection.MALFORMED_SIGNATURE),  # 128 long, 63 bytes of hex
+        ("ab" * 63 + "٣٤", TS, Rejection.MALFORMED_SIGNATURE),  # digits, not ASCII ones
         ("ab" * 64, "1" * 40, Rejection.MALFORMED_TIMESTAMP),
         ("ab" * 64, "17000 00000", Rejection.MALFORMED_TIMESTAMP),
         ("ab" * 64, "17000000é0", Rejection.MALFORMED_TIMESTAMP),

