@@ -650,3 +650,17 @@ class TestFindLeaks:
         )
         assert find_leaks(text, KNOWN) == []
         assert find_leaks("delivered message 123 to channel 456 in 12 ms") == []
+
+
+def test_key_judgements_stay_right_past_the_memo_bound() -> None:
+    """Field names are judged once and remembered (a bounded memo); far more distinct names
+    than it holds, and names seen again after it started over, are judged as the first time."""
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl"  # a JWT
+    for round_ in range(2):
+        for n in range(5_000):
+            out = redact_event_dict(
+                None, "info", {f"field_{n}": "plain", f"password_{n}": "hunter2", "event": token}
+            )
+            assert out[f"field_{n}"] == "plain", (round_, n)
+            assert out[f"password_{n}"] == REDACTED, (round_, n)
+            assert token not in str(out["event"])

@@ -25,7 +25,6 @@ unredacted).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import sys
 from collections.abc import Iterator
@@ -43,7 +42,6 @@ from dfj_common._redact import (
     EMAIL,
     PLACEHOLDERS,
     REDACTED,
-    KeyKind,
     classify_key,
     redact_keyed,
     redact_mapping,
@@ -109,27 +107,26 @@ def redact_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDic
         # was added since (a rendered traceback) needs a look. The dict is the formatter's own
         # copy (or, on the direct path, the first pass's), so it is changed in place.
         if event_dict.get(_REDACTED_MARK) is True:
-            del event_dict[_REDACTED_MARK]
-            for key in _ADDED_AT_FORMAT:
-                if key in event_dict:
-                    event_dict[key] = _field(key, event_dict[key])
-            return event_dict
+            return _redact_added(event_dict)
         out: EventDict = {}
+        plans = _PLANS
         for key, value in event_dict.items():
-            if key in _UNJUDGED or key.startswith("_"):
-                out[key] = value
-                continue
-            if key == "event":
-                out[key] = redact_text(value) if type(value) is str else redact_value(value)
-                continue
-            clean, judged = _judge_key(key)
-            # The shapes of almost every field (text, numbers, None) inline; the rest (and
-            # anything under a key that names what it holds) as ``redact_keyed`` decides.
+            plan = plans.get(key)
+            if plan is None:
+                plan = _plan(key)
+            clean, how = plan
             kind = type(value)
-            if judged is None and (kind is int or kind is float or kind is bool or value is None):
-                out[clean] = value
-            elif judged is None and kind is str:
-                out[clean] = redact_text(value)
+            # The shapes of almost every field (text, numbers, None under a plain name) inline;
+            # the rest (and anything under a key that names what it holds) as ``_field`` decides.
+            if how == _PLAIN:
+                if kind is str:
+                    out[clean] = redact_text(value)
+                elif kind is int or kind is float or kind is bool or value is None:
+                    out[clean] = value
+                else:
+                    out[clean] = _field(key, value)
+            elif how == _AS_IS:
+                out[key] = value
             else:
                 out[clean] = _field(key, value)
         return out
@@ -137,10 +134,37 @@ def redact_event_dict(_logger: WrappedLogger, _method: str, event_dict: EventDic
         return {"event": "[log event could not be redacted]"}
 
 
-@functools.lru_cache(maxsize=4096)
-def _judge_key(key: str) -> tuple[str, KeyKind | None]:
-    # Field names repeat from line to line; each is scrubbed and judged once.
-    return redact_text(key), classify_key(key)
+def _redact_added(event_dict: EventDict) -> EventDict:
+    del event_dict[_REDACTED_MARK]
+    for key in _ADDED_AT_FORMAT:
+        if key in event_dict:
+            event_dict[key] = _field(key, event_dict[key])
+    return event_dict
+
+
+# How redact_event_dict treats a key: left as it is (ours, or bookkeeping), a name that says
+# nothing of its value (the event text too, whatever it were judged), or a name that does
+# (``token``, ``email``: its value is judged by ``redact_keyed``).
+_AS_IS: Final = 0
+_PLAIN: Final = 1
+_JUDGED: Final = 2
+# Field names repeat from line to line: each is scrubbed and judged once, and found again with
+# one dict lookup (an ``lru_cache`` call costs twice that, for each field of each line).
+_PLANS: dict[Any, tuple[str, int]] = {}
+_MAX_PLANS: Final = 4096
+
+
+def _plan(key: Any) -> tuple[str, int]:
+    if key in _UNJUDGED or key.startswith("_"):
+        plan = (key, _AS_IS)
+    elif key == "event":
+        plan = (key, _PLAIN)
+    else:
+        plan = (redact_text(key), _PLAIN if classify_key(key) is None else _JUDGED)
+    if len(_PLANS) >= _MAX_PLANS:  # names made from data, not code: start again
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
 
 
 def _field(key: str, value: object) -> object:
