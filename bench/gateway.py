@@ -11,7 +11,11 @@ Cases: saturated throughput (64 connections, closed loop) and latency at a paced
 requests/s. On a machine with two cores or more the server under test is pinned to core 0 and
 the load generator to core 1 (``taskset``), so the ratio compares one core's worth of work.
 Targets (from the gateway issue): interactions ratio ≥ 0.45 of the bare handler, p99 ≤ 10 ms
-at 1,000 requests/s, gateway peak RSS ≤ 120 MB. They are reported, not asserted.
+at 1,000 requests/s, gateway peak RSS ≤ 120 MB. They are reported, not asserted. Each case also
+reports the server's CPU time per request (``srv us/req``): on a shared machine it moves less
+than req/s does, and it is what a change to the gateway's own code moves. At a paced rate it is
+several times the saturated figure, for the bare handler too: each request then wakes an idle
+loop and, for the gateway, commits alone, where under load they share wake-ups and commits.
 
     python bench/gateway.py [--requests N] [--rate R] [--seconds S] [--rounds K]
 """
@@ -266,9 +270,17 @@ def run_load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> No
     print(json.dumps(out))
 
 
-def load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> dict[str, Any]:
-    """Run one load in its own process; ``seed_hex`` is the Forge key's PEM path for Forge."""
+def load(
+    base: str, kind: str, count: int, rate: float, seed_hex: str, *, server: int | None = None
+) -> dict[str, Any]:
+    """Run one load in its own process; ``seed_hex`` is the Forge key's PEM path for Forge.
+
+    With ``server`` (its pid), also the server's CPU time per request over the whole run
+    (warm-up included): steadier than req/s on a shared machine, as it does not depend on
+    how fast the load generator happens to be, and it is what an optimisation changes.
+    """
     args = ["--role", "load", base, kind, str(count), str(rate), seed_hex]
+    before = cpu_seconds(server) if server is not None else float("nan")
     out = subprocess.run(
         [*LOAD_CPUS, sys.executable, __file__, *args],
         check=True,
@@ -276,7 +288,19 @@ def load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> dict[s
         text=True,
         timeout=600,
     )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    if server is not None:
+        result["server_us"] = (cpu_seconds(server) - before) / count * 1e6
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time process ``pid`` has used (all its threads), from ``/proc``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # not Linux: the column reads nan
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the gateway under test ---------------------------------------------------------------------
@@ -410,27 +434,41 @@ def main() -> None:
             # (4,700-7,100 req/s between runs); one round each would measure the drift.
             rounds: dict[str, list[dict[str, Any]]] = {"bare": [], "discord": [], "jira": []}
             for _ in range(args.rounds):
-                rounds["bare"].append(load(bare_url, "discord", n, 0, seed_hex))
-                rounds["discord"].append(load(gw_url, "discord", n, 0, seed_hex))
-                rounds["jira"].append(load(gw_url, "jira", n, 0, seed_hex))
+                rounds["bare"].append(load(bare_url, "discord", n, 0, seed_hex, server=bare.pid))
+                rounds["discord"].append(
+                    load(gw_url, "discord", n, 0, seed_hex, server=gateway.pid)
+                )
+                rounds["jira"].append(load(gw_url, "jira", n, 0, seed_hex, server=gateway.pid))
             results = {
                 **{key: median_run(runs) for key, runs in rounds.items()},
-                "bare_paced": load(bare_url, "discord", paced, args.rate, seed_hex),
-                "discord_paced": load(gw_url, "discord", paced, args.rate, seed_hex),
-                "jira_paced": load(gw_url, "jira", paced, args.rate, seed_hex),
+                "bare_paced": load(
+                    bare_url, "discord", paced, args.rate, seed_hex, server=bare.pid
+                ),
+                "discord_paced": load(
+                    gw_url, "discord", paced, args.rate, seed_hex, server=gateway.pid
+                ),
+                "jira_paced": load(gw_url, "jira", paced, args.rate, seed_hex, server=gateway.pid),
             }
             # Forge last: its larger events (a sealed system token each) grow the bus file,
             # and its checkpoints would otherwise land in the Discord and Jira latency runs.
-            forge_rounds = [load(gw_url, "forge", n, 0, str(forge_key)) for _ in range(args.rounds)]
+            forge_rounds = [
+                load(gw_url, "forge", n, 0, str(forge_key), server=gateway.pid)
+                for _ in range(args.rounds)
+            ]
             results["forge"] = median_run(forge_rounds)
-            results["forge_paced"] = load(gw_url, "forge", paced, args.rate, str(forge_key))
+            results["forge_paced"] = load(
+                gw_url, "forge", paced, args.rate, str(forge_key), server=gateway.pid
+            )
             rss = peak_rss_mb(gateway.pid)
         finally:
             for proc in (gateway, bare):
                 proc.terminate()
                 proc.wait(timeout=30)
     base = results["bare"]["rps"]
-    head = f"{'case':<44}{'req/s':>9}{'x bare':>8}{'p50 ms':>9}{'p99 ms':>9}{'load cpu':>9}"
+    head = (
+        f"{'case':<44}{'req/s':>9}{'x bare':>8}{'p50 ms':>9}{'p99 ms':>9}{'load cpu':>9}"
+        f"{'srv us/req':>11}"
+    )
     print(f"{head}  statuses")
     labels = {
         "bare": "bare aiohttp handler (saturated)",
@@ -447,7 +485,7 @@ def main() -> None:
         ratio = f"{r['rps'] / base:.2f}" if not key.endswith("paced") else "-"
         print(
             f"{label:<44}{r['rps']:>9.0f}{ratio:>8}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
-            f"{r['load_cpu']:>9.2f}  {r['statuses']}"
+            f"{r['load_cpu']:>9.2f}{r['server_us']:>11.0f}  {r['statuses']}"
         )
     ratio = results["discord"]["rps"] / base
     worst_p99 = max(results["discord_paced"]["p99_ms"], results["jira_paced"]["p99_ms"])
