@@ -271,16 +271,16 @@ def run_load(base: str, kind: str, count: int, rate: float, seed_hex: str) -> No
 
 
 def load(
-    base: str, kind: str, count: int, rate: float, seed_hex: str, *, server: int | None = None
+    base: str, kind: str, count: int, rate: float, seed_hex: str, *, server: int
 ) -> dict[str, Any]:
     """Run one load in its own process; ``seed_hex`` is the Forge key's PEM path for Forge.
 
-    With ``server`` (its pid), also the server's CPU time per request over the whole run
-    (warm-up included): steadier than req/s on a shared machine, as it does not depend on
-    how fast the load generator happens to be, and it is what an optimisation changes.
+    Also the CPU time per request of the ``server`` process (its pid) over the whole run,
+    warm-up included: steadier than req/s on a shared machine, as it does not depend on how
+    fast the load generator happens to be, and it is what an optimisation changes.
     """
     args = ["--role", "load", base, kind, str(count), str(rate), seed_hex]
-    before = cpu_seconds(server) if server is not None else float("nan")
+    before = cpu_seconds(server)
     out = subprocess.run(
         [*LOAD_CPUS, sys.executable, __file__, *args],
         check=True,
@@ -289,8 +289,7 @@ def load(
         timeout=600,
     )
     result = dict(json.loads(out.stdout.strip().splitlines()[-1]))
-    if server is not None:
-        result["server_us"] = (cpu_seconds(server) - before) / count * 1e6
+    result["server_us"] = (cpu_seconds(server) - before) / count * 1e6
     return result
 
 

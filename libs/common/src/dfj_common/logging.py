@@ -449,10 +449,10 @@ class HotLogger:
 
     def info(self, event: str, **fields: Any) -> None:
         handlers = logging.root.handlers
-        direct = getattr(handlers[0], "direct", None) if len(handlers) == 1 else None
+        direct = getattr(handlers[0], "direct", None) if handlers else None
         if (
             isinstance(direct, _DirectWriter)
-            and direct.alone(self._stdlib)
+            and direct.alone(self._stdlib)  # the root has our handler only, the logger none
             and "exc_info" not in fields
             and "stack_info" not in fields
         ):
