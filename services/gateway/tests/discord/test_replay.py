@@ -1,4 +1,4 @@
-"""The bounded TTL cache under the replay guard: expiry in insertion order, eviction, add."""
+"""The bounded TTL caches (expiry in insertion order, eviction, add) and the replay guard."""
 
 from __future__ import annotations
 
@@ -50,6 +50,60 @@ def test_replay_guard_refuses_a_second_sight_until_forgotten() -> None:
     guard.forget("1")
     assert guard.first_sight("1")
     assert len(guard) == 1
+
+
+def test_replay_guard_forgets_the_oldest_id_first_when_full() -> None:
+    guard = ReplayGuard(window=300.0, max_entries=2, clock=ManualClock())
+    assert guard.first_sight("a") and guard.first_sight("b") and guard.first_sight("c")
+    assert not guard.first_sight("b") and not guard.first_sight("c")
+    assert guard.first_sight("a")  # made room for "c", so it is new again (and evicts "b")
+    assert guard.first_sight("b")
+
+
+def test_replay_guard_remembers_for_the_token_life_or_twice_the_window() -> None:
+    clock = ManualClock()
+    short = ReplayGuard(window=300.0, max_entries=10, clock=clock)
+    long = ReplayGuard(window=600.0, max_entries=10, clock=clock)
+    assert short.first_sight("1") and long.first_sight("1")
+    clock.advance(899.0)
+    assert not short.first_sight("1") and not long.first_sight("1")
+    clock.advance(1.5)  # past the 15-minute token life
+    assert short.first_sight("1")
+    assert not long.first_sight("1")
+    clock.advance(300.0)  # past twice the window
+    assert long.first_sight("1")
+    assert len(long) == 1
+
+
+def test_a_stale_slot_of_a_forgotten_id_never_takes_the_live_one_with_it() -> None:
+    clock = ManualClock()
+    guard = ReplayGuard(window=300.0, max_entries=3, clock=clock)
+    assert guard.first_sight("a")
+    guard.forget("a")
+    clock.advance(100.0)
+    assert guard.first_sight("a")  # seen again: its first slot is stale now
+    assert guard.first_sight("b")
+    assert guard.first_sight("c")  # full: the stale slot is what makes room
+    assert not guard.first_sight("a") and not guard.first_sight("b")
+    assert len(guard) == 3
+    clock.advance(801.0)  # the stale slot's expiry, had it still been there; a's is 100 s on
+    assert not guard.first_sight("a")
+    clock.advance(100.0)
+    assert guard.first_sight("a")
+
+
+def test_forgotten_ids_count_against_the_bound() -> None:
+    guard = ReplayGuard(window=300.0, max_entries=4, clock=ManualClock())
+    for n in range(1_000):
+        assert guard.first_sight(str(n))
+        guard.forget(str(n))
+    assert len(guard._ids) <= 4 and len(guard._times) <= 4
+    assert len(guard) == 0
+
+
+def test_a_replay_guard_needs_room() -> None:
+    with pytest.raises(ValueError):
+        ReplayGuard(window=300.0, max_entries=0, clock=ManualClock())
 
 
 @pytest.mark.parametrize(("ttl", "entries"), [(0.0, 1), (1.0, 0)])
