@@ -21,7 +21,7 @@ from dfj_common.health import run_checks
 from dfj_common.secrets import EnvelopeCipher, SecretStore, open_secret_store
 from dfj_common.service import database_check
 from dfj_common.storage import Database
-from dfj_gateway.middleware import error_middleware
+from dfj_gateway.middleware import add_fallback, add_route
 
 __all__ = [
     "BUS",
@@ -61,7 +61,7 @@ def create_app(
     environ: Mapping[str, str] | None = None,
 ) -> web.Application:
     """The gateway's app; whatever is passed in is owned (and closed) by the caller."""
-    app = web.Application(client_max_size=DEFAULT_BODY_LIMIT, middlewares=[error_middleware()])
+    app = web.Application(client_max_size=DEFAULT_BODY_LIMIT)
     app[SETTINGS] = settings
     app[CLOCK] = clock or SystemClock()
     if bus is not None:
@@ -81,8 +81,8 @@ def create_app(
         app[HTTP] = http
     else:
         app.cleanup_ctx.append(_http_context)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_route(app, "GET", "/healthz", healthz, head=True)
+    add_route(app, "GET", "/readyz", readyz, head=True)
     # Route groups register themselves here (each module owns its routes and their kinds).
     # Imported here: the route modules read this module's app keys (an import cycle otherwise).
     from dfj_gateway.browser import setup_browser_routes
@@ -96,6 +96,7 @@ def create_app(
     from dfj_gateway.forge import setup_forge_routes
 
     setup_forge_routes(app)
+    add_fallback(app)  # last: what no route above matched
     return app
 
 

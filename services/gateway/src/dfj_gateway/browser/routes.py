@@ -52,7 +52,7 @@ from dfj_gateway.browser.state import (
 )
 from dfj_gateway.discord.replay import TtlCache
 from dfj_gateway.events import LINK_OAUTH_CALLBACK, SCHEMA_VERSIONS, SOURCE
-from dfj_gateway.middleware import json_error, note
+from dfj_gateway.middleware import add_route, json_error, note
 from dfj_gateway.reads import bounded
 from dfj_gateway.settings import STATE_SIGNING_KEY_SECRET, GatewaySettings
 
@@ -91,8 +91,8 @@ def setup_browser_routes(app: web.Application, *, environ: Mapping[str, str] | N
             clock=app[CLOCK],
         ),
     )
-    app.router.add_get(CALLBACK_PATH, oauth_callback, allow_head=False)
-    app.router.add_get(STATUS_PATH, link_status)
+    add_route(app, "GET", CALLBACK_PATH, oauth_callback)
+    add_route(app, "GET", STATUS_PATH, link_status, head=True)
 
 
 class _Refused(Exception):

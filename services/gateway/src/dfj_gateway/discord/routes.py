@@ -51,7 +51,7 @@ from dfj_gateway.discord.verify import (
     signed_message,
 )
 from dfj_gateway.lookups import ReadCache
-from dfj_gateway.middleware import json_error, note
+from dfj_gateway.middleware import add_route, json_error, note
 from dfj_gateway.reads import TooLarge, bounded, has_content_type, read_capped
 from dfj_gateway.settings import GatewaySettings
 
@@ -103,7 +103,7 @@ def setup_discord_routes(app: web.Application, *, environ: Mapping[str, str] | N
     )
     if signatures is not None:
         app.cleanup_ctx.append(partial(_signature_thread, signatures))
-    app.router.add_post(INTERACTIONS_PATH, interactions)
+    add_route(app, "POST", INTERACTIONS_PATH, interactions)
 
 
 async def _signature_thread(

@@ -82,7 +82,7 @@ from dfj_gateway.forge.system_token import SealedToken, SealedTokens, well_forme
 from dfj_gateway.jira.link_request import LinkRefused, start_link
 from dfj_gateway.jira.payloads import BadPayload, short_text
 from dfj_gateway.lookups import ReadCache
-from dfj_gateway.middleware import json_error, note
+from dfj_gateway.middleware import add_route, json_error, note
 from dfj_gateway.reads import Rejected as _Reject
 from dfj_gateway.reads import json_object, read_body
 from dfj_gateway.site_config import site_config
@@ -184,7 +184,7 @@ def setup_forge_routes(app: web.Application, options: ForgeOptions | None = None
         app[FORGE_OPTIONS] = options or ForgeOptions()
     base_path = urlsplit(app[SETTINGS].public_url).path.rstrip("/")
     for route in ROUTES:
-        app.router.add_route(route.method, base_path + route.path, _endpoint(route))
+        add_route(app, route.method, base_path + route.path, _endpoint(route))
     app.cleanup_ctx.append(_forge_context)
 
 

@@ -86,7 +86,7 @@ from dfj_gateway.jira.payloads import (
 from dfj_gateway.jira.sites import site_allowed
 from dfj_gateway.jira.tenants import SecretCache, SecretCacheOptions, seal_shared_secret
 from dfj_gateway.lookups import ReadCache
-from dfj_gateway.middleware import json_error, note
+from dfj_gateway.middleware import add_route, json_error, note
 from dfj_gateway.reads import Rejected as _Reject
 from dfj_gateway.reads import json_object, read_body
 from dfj_gateway.site_config import site_config
@@ -202,7 +202,7 @@ def setup_jira_routes(app: web.Application, options: JiraOptions | None = None) 
         app[JIRA_OPTIONS] = options or JiraOptions()
     base_path = _base_path(app[SETTINGS].public_url)
     for route in ROUTES:
-        app.router.add_route(route.method, base_path + route.path, _endpoint(route))
+        add_route(app, route.method, base_path + route.path, _endpoint(route))
     app.cleanup_ctx.append(_jira_context)
 
 
