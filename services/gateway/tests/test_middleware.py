@@ -141,7 +141,7 @@ async def test_a_bug_answers_500_without_details(
     assert [e["status"] for e in logs if e["event"] == "request"] == [500]
 
 
-async def test_a_route_added_around_add_route_stops_the_app_starting(
+async def test_a_route_added_without_add_route_stops_the_app_starting(
     app: web.Application,
 ) -> None:
     """A handler registered on the router directly would have no log line and no 500 guard."""

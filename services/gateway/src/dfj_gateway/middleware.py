@@ -10,7 +10,7 @@ that machinery measured 8 µs of an interaction's ~230 (paired runs, one core). 
 route is registered with :func:`add_route`, which wraps its handler once, and a catch-all
 route registered last (:func:`add_fallback`) answers what no route matched — the JSON 404, or
 the JSON 405 with its ``Allow`` header — through the same wrapper. At startup the app refuses
-to run with a route that was added around :func:`add_route` (it would have no log line and no
+to run with a route that was added without :func:`add_route` (it would have no log line and no
 500 guard).
 """
 
@@ -37,7 +37,7 @@ def note(request: web.Request, **fields: Any) -> None:
     """Add fields to this request's log line (e.g. ``tenant=``, ``event_id=``, ``reason=``)."""
     try:
         request[_NOTES].update(fields)
-    except KeyError:  # a request the middleware did not see (a handler called directly)
+    except KeyError:  # a request no wrapper saw (a handler called directly)
         request[_NOTES] = fields
 
 
@@ -82,7 +82,7 @@ def add_fallback(app: web.Application) -> None:
 
 
 async def require_wrapped_routes(app: web.Application) -> None:
-    """Refuse to start with a route added around :func:`add_route` (no log line, no guard)."""
+    """Refuse to start with a route added without :func:`add_route` (no log line, no guard)."""
     bare = _unwrapped(app.router.routes(), app.get(_WRAPPED, set()))
     if bare:
         raise RuntimeError(
